@@ -1,0 +1,117 @@
+"""The reader's search syntax, parsed into a structure no input can break.
+
+Words are ANDed; `OR` between two terms joins them; `"a phrase"`; `-word` or `NOT word` excludes;
+`word*` matches a prefix. Each term is rendered as a quoted string for the search backend, so
+stray quotes, parentheses, `NEAR(`, `*` or a bare operator can never reach it as syntax.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+MAX_QUERY_CHARS = 500
+MAX_TERMS = 32
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TOKEN = re.compile(r'(-?)"([^"]*)"?(\*?)|(\S+)')
+
+
+@dataclass(frozen=True)
+class Term:
+    text: str
+    prefix: bool = False
+
+    @property
+    def is_phrase(self) -> bool:
+        return " " in self.text
+
+
+@dataclass
+class ParsedQuery:
+    raw: str
+    groups: list[list[Term]] = field(default_factory=list)  # AND of OR-groups
+    excluded: list[Term] = field(default_factory=list)
+    notice: str | None = None  # a friendly word for the reader about what was changed
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.groups
+
+    def terms(self) -> list[Term]:
+        return [t for group in self.groups for t in group]
+
+
+def _has_word(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+def parse_query(raw: str | None) -> ParsedQuery:
+    # control characters (NUL ends an FTS5 string early) are never part of a search
+    raw = _CONTROL.sub(" ", raw or "")
+    notice = None
+    if len(raw) > MAX_QUERY_CHARS:
+        raw = raw[:MAX_QUERY_CHARS]
+        notice = f"Your search was long, so only its first {MAX_QUERY_CHARS} characters were used."
+    query = ParsedQuery(raw=raw.strip())
+    join_next, negate_next, count = False, False, 0
+    for match in _TOKEN.finditer(raw):
+        minus, phrase, star, word = match.groups()
+        if word is not None:
+            if word == "OR":
+                join_next = bool(query.groups)
+                continue
+            if word == "AND":
+                continue
+            if word == "NOT":
+                negate_next = True
+                continue
+            negate = word.startswith("-") and len(word) > 1
+            word = word[1:] if negate else word
+            prefix = word.endswith("*")
+            term_text = _clean(word.rstrip("*"))
+        else:
+            negate, prefix, term_text = bool(minus), bool(star), _clean(phrase)
+        negate = negate or negate_next
+        negate_next = False
+        if not _has_word(term_text):
+            join_next = False
+            continue
+        if count >= MAX_TERMS:
+            notice = f"Only the first {MAX_TERMS} words of your search were used."
+            break
+        count += 1
+        term = Term(term_text, prefix=prefix and not negate)
+        if negate:
+            query.excluded.append(term)
+        elif join_next and query.groups:
+            query.groups[-1].append(term)
+        else:
+            query.groups.append([term])
+        join_next = False
+    if query.is_empty and query.excluded:
+        notice = "Add a word to search for; a search cannot only exclude words."
+    elif query.is_empty and query.raw:
+        notice = "Type a word or a phrase to search for."
+    query.notice = notice
+    return query
+
+
+def _fts5_string(term: Term) -> str:
+    return '"' + term.text.replace('"', '""') + '"' + ("*" if term.prefix else "")
+
+
+def to_fts5(query: ParsedQuery) -> str:
+    """An FTS5 MATCH expression for QUERY (which must not be empty)."""
+    groups = []
+    for group in query.groups:
+        parts = [_fts5_string(t) for t in group]
+        groups.append(parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")")
+    expr = " AND ".join(groups)
+    for term in query.excluded:
+        expr = f"({expr}) NOT {_fts5_string(term)}"
+    return expr

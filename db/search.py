@@ -1,0 +1,138 @@
+"""Search and listing of articles: full text, concept filters (parents include children),
+facet counts and highlighted snippets.
+
+SQLite uses the FTS5 index kept by triggers (bm25, title weighted above summary above body).
+Other backends get a plain substring match until their own index lands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from db.concepts import with_descendants
+from db.models import Article, ArticleConcept, Concept
+from db.query import ParsedQuery, Term, to_fts5
+
+# Private-use characters mark highlights in snippets; the web layer escapes the text and then
+# turns them into <mark>, so crawled text never reaches a page unescaped.
+MARK_START, MARK_END = "\ue000", "\ue001"
+TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT = 10.0, 4.0, 1.0
+MAX_PER_PAGE = 100
+
+_fts = sa.table("article_fts", sa.column("rowid"))
+_fts_col = sa.literal_column("article_fts")
+
+
+@dataclass
+class Hit:
+    article: Article
+    snippet: str | None = None
+
+
+@dataclass
+class FacetValue:
+    label: str
+    slug: str
+    name: str
+    count: int
+
+
+@dataclass
+class SearchPage:
+    hits: list[Hit]
+    total: int
+    page: int
+    per_page: int
+    facets: dict[str, list[FacetValue]] = field(default_factory=dict)
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def _substring_clause(term: Term) -> sa.ColumnElement[bool]:
+    pattern = f"%{term.text}%"
+    return sa.or_(Article.title.ilike(pattern), Article.body.ilike(pattern))
+
+
+def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str]) -> sa.Select:
+    """SELECT Article.id (plus rank and snippet on SQLite) of everything that matches."""
+    use_fts = not query.is_empty and session.get_bind().dialect.name == "sqlite"
+    columns: list[sa.ColumnElement] = [Article.id.label("id")]
+    if use_fts:
+        columns += [
+            func.bm25(_fts_col, TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT).label("rank"),
+            func.snippet(_fts_col, -1, MARK_START, MARK_END, "…", 32).label("snippet"),
+        ]
+    stmt = select(*columns)
+    if use_fts:
+        stmt = stmt.join(_fts, _fts.c.rowid == Article.id).where(
+            _fts_col.op("MATCH")(to_fts5(query))
+        )
+    elif not query.is_empty:
+        for group in query.groups:
+            stmt = stmt.where(sa.or_(*(_substring_clause(t) for t in group)))
+        for term in query.excluded:
+            stmt = stmt.where(sa.not_(_substring_clause(term)))
+    for slug in concept_slugs:
+        ids = with_descendants(session, slug)
+        stmt = stmt.where(
+            Article.id.in_(
+                select(ArticleConcept.article_id).where(ArticleConcept.concept_id.in_(ids))
+            )
+        )
+    return stmt
+
+
+def search_articles(
+    session: Session,
+    query: ParsedQuery,
+    concept_slugs: list[str] | None = None,
+    *,
+    page: int = 1,
+    per_page: int = 20,
+    sort: str = "relevance",
+    facet_limit: int = 12,
+) -> SearchPage:
+    concept_slugs = concept_slugs or []
+    per_page = max(1, min(per_page, MAX_PER_PAGE))
+    page = max(1, page)
+    matching = _matching(session, query, concept_slugs).subquery()
+    total = session.scalar(select(func.count()).select_from(matching)) or 0
+
+    newest = (Article.published_at.is_(None), Article.published_at.desc(), Article.id.desc())
+    has_rank = "rank" in matching.c
+    order = (matching.c.rank, *newest) if has_rank and sort != "date" else newest
+    extra = [matching.c.snippet] if has_rank else []
+    rows = session.execute(
+        select(Article, *extra)
+        .join(matching, matching.c.id == Article.id)
+        .options(selectinload(Article.source))
+        .order_by(*order)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    hits = [Hit(row[0], row[1] if has_rank else None) for row in rows]
+    return SearchPage(hits, total, page, per_page, facets(session, matching, facet_limit))
+
+
+def facets(session: Session, matching: sa.Subquery, limit: int) -> dict[str, list[FacetValue]]:
+    """Counts of each concept among the matching articles, by label, largest first."""
+    count = func.count().label("n")
+    rows = session.execute(
+        select(Concept.label, Concept.slug, Concept.name, count)
+        .join(ArticleConcept, ArticleConcept.concept_id == Concept.id)
+        .where(ArticleConcept.article_id.in_(select(matching.c.id)))
+        .group_by(Concept.id, Concept.label, Concept.slug, Concept.name)
+        .order_by(count.desc(), Concept.name)
+    ).all()
+    result: dict[str, list[FacetValue]] = {}
+    for label, slug, name, n in rows:
+        values = result.setdefault(label, [])
+        if len(values) < limit:
+            values.append(FacetValue(label, slug, name, n))
+    return result

@@ -1,0 +1,70 @@
+"""Engines and sessions. One engine per database URL, made on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import settings
+
+
+class DatabaseUrlError(ValueError):
+    """The configured database URL cannot be understood."""
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    # WAL lets the web app read while a crawl writes; foreign keys make cascades real.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str | None = None) -> Engine:
+    url = url or settings.database_url()
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseUrlError(f"not a database URL: {url!r}") from exc
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite:
+        try:
+            settings.ensure_sqlite_dir(url)
+        except OSError as exc:
+            raise DatabaseUrlError(f"cannot create the database folder: {exc}") from None
+    try:
+        engine = create_engine(parsed) if sqlite else create_engine(parsed, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise DatabaseUrlError(f"not a database URL: unknown kind {parsed.drivername!r}") from None
+    except ModuleNotFoundError as exc:
+        raise DatabaseUrlError(f"no driver installed for {parsed.drivername}: {exc}") from None
+    if sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+@lru_cache(maxsize=8)
+def _factory(url: str | None) -> sessionmaker[Session]:
+    return sessionmaker(get_engine(url), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    session = _factory(url or settings.database_url())()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,69 @@
+"""Every ImmunoFeed setting in one place: name, default and help, read from IMMUNOFEED_* variables.
+
+Declared as data so the CLI can list them (`immunofeed settings`) and a test can check that each
+one is documented in the README.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+
+    @property
+    def env(self) -> str:
+        return f"IMMUNOFEED_{self.name}"
+
+    def value(self) -> str:
+        return os.environ.get(self.env, "") or self.default
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "DATABASE_URL",
+        "sqlite:///var/immunofeed.db",
+        "SQLAlchemy URL of the database (SQLite by default; a relative SQLite path is taken from "
+        "the working directory).",
+    ),
+    Setting(
+        "BASE_URL",
+        "",
+        "Public URL of the site, used for absolute links in feeds and emails. Empty: taken from "
+        "each request.",
+    ),
+    Setting(
+        "SOURCES",
+        "",
+        "TOML file listing the sources to crawl. Empty: crawler/sources.toml shipped with the "
+        "project.",
+    ),
+    Setting("SMTP_URL", "", "SMTP server for email digests, e.g. smtp://user:pass@host:587."),
+    Setting("REDIS_URL", "", "Redis URL for distributed crawling. Empty: crawl in one process."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def get(name: str) -> str:
+    """The value of setting NAME (without the IMMUNOFEED_ prefix), or its default."""
+    return _BY_NAME[name].value()
+
+
+def database_url() -> str:
+    return get("DATABASE_URL")
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the folder of a file-backed SQLite URL so the default works on a fresh clone."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + ":memory:"):
+        path = url[len(prefix) :].split("?", 1)[0]
+        if path:
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
