@@ -1,0 +1,99 @@
+"""Item pipelines, in order: normalize -> tag -> store."""
+
+from __future__ import annotations
+
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+
+from crawler.items import ArticleItem
+from crawler.urls import canonical_url
+from db.articles import ArticleData, get_or_create_source, record_crawl, upsert_article
+from db.concepts import ConceptData, sync_concepts
+from db.session import session_scope
+from nlp.language import guess_language
+from nlp.tagger import annotate_article
+from nlp.vocabulary import Concept, vocabulary
+
+
+def _paragraphs(text: str) -> str:
+    paragraphs = (" ".join(p.split()) for p in text.replace("\r", "").split("\n"))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+class NormalizePipeline:
+    """Canonical URL and clean whitespace; an item without a title goes no further."""
+
+    def process_item(self, item: ArticleItem) -> ArticleItem:
+        item.title = " ".join(item.title.split())
+        if not item.title:
+            raise DropItem(f"no title: {item.url}")
+        if not item.url.lower().startswith(("http://", "https://")):
+            raise DropItem(f"not a web address: {item.url[:200]}")
+        item.body = _paragraphs(item.body)
+        item.canonical_url = canonical_url(item.canonical_url or item.url)
+        return item
+
+
+class TagPipeline:
+    """Entities and summary from nlp, the language guessed when the page did not say."""
+
+    def process_item(self, item: ArticleItem) -> ArticleItem:
+        annotation = annotate_article(item.title, item.body)
+        item.summary = annotation.summary
+        item.mentions = dict(annotation.mention_counts())
+        item.language = item.language or guess_language(f"{item.title}\n{item.body}")
+        return item
+
+
+def concept_data(concept: Concept) -> ConceptData:
+    return ConceptData(
+        slug=concept.slug,
+        label=concept.label,
+        name=concept.name,
+        synonyms=concept.synonyms + concept.synonyms_es,
+        xrefs=concept.xrefs,
+        parent=concept.parent,
+    )
+
+
+class StorePipeline:
+    """Upsert by canonical URL: a re-crawl updates in place and never duplicates."""
+
+    def __init__(self, database_url: str, crawler: Crawler):
+        self.database_url = database_url
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> StorePipeline:
+        return cls(crawler.settings.get("IMMUNOFEED_DATABASE_URL"), crawler)
+
+    def open_spider(self) -> None:
+        spider = self.crawler.spider
+        with session_scope(self.database_url) as session:
+            sync_concepts(session, (concept_data(c) for c in vocabulary()))
+            for source in getattr(spider, "sources", []):
+                get_or_create_source(session, source.name, source.type, source.url)
+
+    def process_item(self, item: ArticleItem) -> ArticleItem:
+        data = ArticleData(
+            canonical_url=item.canonical_url,
+            url=item.url,
+            title=item.title,
+            body=item.body,
+            summary=item.summary,
+            language=item.language,
+            published_at=item.published_at,
+            source_name=item.source or None,
+            mentions=item.mentions,
+        )
+        with session_scope(self.database_url) as session:
+            outcome, _ = upsert_article(session, data)
+        self.crawler.stats.inc_value(f"immunofeed/articles_{outcome}")
+        return item
+
+    def close_spider(self) -> None:
+        spider = self.crawler.spider
+        errors: dict[str, str] = getattr(spider, "source_errors", {})
+        with session_scope(self.database_url) as session:
+            for source in getattr(spider, "sources", []):
+                record_crawl(session, source.name, errors.get(source.name))

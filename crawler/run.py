@@ -1,0 +1,68 @@
+"""Run a crawl in this process and report what it stored."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field
+
+from crawler.sources import SourceConfig
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+@dataclass
+class CrawlReport:
+    feeds: int
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    fell_back: int = 0
+    item_errors: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return (
+            f"crawled {self.feeds} feed(s): {self.new} new, {self.updated} updated, "
+            f"{self.unchanged} unchanged article(s); {len(self.errors)} feed(s) failed"
+            + (f"; {self.item_errors} article(s) could not be stored" if self.item_errors else "")
+        )
+
+
+def run_crawl(sources: list[SourceConfig], database_url: str, log_level: str = "WARNING",
+              settings: dict[str, object] | None = None) -> CrawlReport:
+    """Crawl SOURCES with the feed spider into DATABASE_URL. Runs the Twisted reactor, so it
+    can be called once per process."""
+    os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
+    from scrapy.crawler import CrawlerProcess
+    from scrapy.utils.project import get_project_settings
+
+    from crawler.spiders.feeds import FeedSpider
+
+    project = get_project_settings()
+    project.set("IMMUNOFEED_DATABASE_URL", database_url)
+    project.set("LOG_LEVEL", log_level)
+    project.set("LOG_FORMAT", LOG_FORMAT)
+    for name, value in (settings or {}).items():
+        project.set(name, value)
+    process = CrawlerProcess(project)
+    crawler = process.create_crawler(FeedSpider)
+    process.crawl(crawler, sources=sources)
+    try:
+        process.start()
+    finally:
+        # Scrapy leaves its shutdown handlers behind; without this Ctrl-C would be ignored by
+        # whatever runs next in this process (the demo's web server).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    stats = crawler.stats.get_stats() if crawler.stats else {}
+    spider = crawler.spider
+    return CrawlReport(
+        feeds=len(sources),
+        new=stats.get("immunofeed/articles_new", 0),
+        updated=stats.get("immunofeed/articles_updated", 0),
+        unchanged=stats.get("immunofeed/articles_unchanged", 0),
+        fell_back=stats.get("immunofeed/pages_fell_back", 0),
+        item_errors=stats.get("immunofeed/items_failed", 0),
+        errors=dict(getattr(spider, "source_errors", {})),
+    )

@@ -1,0 +1,107 @@
+"""A small threaded HTTP server for the sample site, on 127.0.0.1 only.
+
+Also serves any folder given as `static` under /static/, byte for byte (the tests use it for
+real captured feeds in odd encodings).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from crawler.samplesite import render
+
+ROBOTS = b"User-agent: *\nDisallow: /members/\n"
+_TYPES = {".rss": "application/rss+xml", ".atom": "application/atom+xml", ".xml": "application/xml"}
+
+
+class SampleSite:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, static: Path | None = None):
+        self.static = static
+        self.hits: Counter[str] = Counter()
+        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def feed_url(self, name: str) -> str:
+        return f"{self.url}/feeds/{render.FEEDS[name]}"
+
+    def start(self) -> SampleSite:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> SampleSite:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def route(self, path: str) -> tuple[int, str, bytes]:
+        base = self.url
+        if path == "/robots.txt":
+            return 200, "text/plain", ROBOTS
+        if path in ("/", "/index.html"):
+            return 200, "text/html; charset=utf-8", render.index_page().encode()
+        if path.startswith("/feeds/"):
+            for name, filename in render.FEEDS.items():
+                if path == f"/feeds/{filename}":
+                    kind = _TYPES[Path(filename).suffix]
+                    return 200, f"{kind}; charset=utf-8", render.feed(base, name)
+        for story in render.stories():
+            if path == story.page_path and story.page:
+                html = render.article_page(base, story)
+                return 200, "text/html; charset=utf-8", html.encode()
+        if self.static and path.startswith("/static/"):
+            target = (self.static / path[len("/static/") :]).resolve()
+            if target.is_file() and self.static.resolve() in target.parents:
+                return 200, _TYPES.get(target.suffix, "application/xml"), target.read_bytes()
+        return 404, "text/html; charset=utf-8", b"<h1>Not found</h1>"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                path = urlsplit(self.path).path
+                site.hits[path] += 1
+                status, content_type, body = site.route(path)
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # quiet: the crawler's own log says what happened
+
+        return Handler
+
+
+def main() -> None:
+    """`python -m crawler.samplesite.server [PORT]`: serve the sample site until Ctrl-C."""
+    import sys
+
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8799
+    site = SampleSite(port=port)
+    print(f"sample site at {site.url} (feeds: {', '.join(site.feed_url(n) for n in render.FEEDS)})")
+    try:
+        site._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Scrapy settings for ImmunoFeed: polite by default."""
+
+from db import settings as immunofeed_settings
+
+BOT_NAME = "immunofeed"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+
+# Site owners reading their logs should find who runs this crawler: the deployment's own /about
+# page when IMMUNOFEED_BASE_URL is set, the project's home otherwise.
+PROJECT_URL = "https://github.com/immunofeed/immunofeed"
+_base_url = immunofeed_settings.get("BASE_URL").rstrip("/")
+USER_AGENT = (
+    f"ImmunoFeed/0.1 (+{_base_url + '/about' if _base_url else PROJECT_URL}; "
+    "cancer-immunotherapy news aggregator)"
+)
+ROBOTSTXT_OBEY = True
+CONCURRENT_REQUESTS = 16
+CONCURRENT_REQUESTS_PER_DOMAIN = 4
+DOWNLOAD_DELAY = 0.25
+DOWNLOAD_TIMEOUT = 30
+DOWNLOAD_MAXSIZE = 10 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 2 * 1024 * 1024
+RETRY_TIMES = 2
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.25
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+# Feeds and articles need no cookies, and Scrapy's cookie handling looks up public suffixes
+# over the network on first use.
+COOKIES_ENABLED = False
+TELNETCONSOLE_ENABLED = False
+LOG_LEVEL = "INFO"
+
+ITEM_PIPELINES = {
+    "crawler.pipelines.NormalizePipeline": 100,
+    "crawler.pipelines.TagPipeline": 300,
+    "crawler.pipelines.StorePipeline": 800,
+}
+
+REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
+FEED_EXPORT_ENCODING = "utf-8"

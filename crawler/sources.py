@@ -1,0 +1,84 @@
+"""The sources file: `[[sources]]` tables with name, type and url (TOML)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_SOURCES = Path(__file__).parent / "sources.toml"
+SOURCE_TYPES = ("feed",)
+
+
+class SourcesError(ValueError):
+    """The sources file is missing or wrong; the message says where."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    type: str
+    url: str
+    fetch_pages: bool = True  # follow each entry's link for the full text
+
+
+def _source(path: Path, index: int, table: object) -> SourceConfig:
+    where = f"{path}: source {index}"
+    if not isinstance(table, dict):
+        raise SourcesError(f"{where}: expected a [[sources]] table")
+    name = table.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise SourcesError(f"{where}: needs a name")
+    where = f"{path}: source {name!r}"
+    type_ = table.get("type", "feed")
+    if type_ not in SOURCE_TYPES:
+        raise SourcesError(f"{where}: unknown type {type_!r} (known: {', '.join(SOURCE_TYPES)})")
+    url = table.get("url")
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SourcesError(f"{where}: url must be an http(s) URL, got {url!r}")
+    fetch_pages = table.get("fetch_pages", True)
+    if not isinstance(fetch_pages, bool):
+        raise SourcesError(f"{where}: fetch_pages must be true or false")
+    return SourceConfig(name=name.strip(), type=type_, url=url, fetch_pages=fetch_pages)
+
+
+def load_sources(path: Path | str | None = None) -> list[SourceConfig]:
+    path = Path(path) if path else DEFAULT_SOURCES
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SourcesError(f"no such sources file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourcesError(f"cannot read sources file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SourcesError(f"{path}: not valid TOML ({exc})") from None
+    tables = data.get("sources", [])
+    if not isinstance(tables, list):
+        raise SourcesError(f"{path}: 'sources' must be a list of [[sources]] tables")
+    sources = [_source(path, i, t) for i, t in enumerate(tables, 1)]
+    names = [s.name for s in sources]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise SourcesError(f"{path}: source names must be unique; repeated: {', '.join(repeated)}")
+    return sources
+
+
+def write_sources(path: Path, sources: list[SourceConfig]) -> None:
+    """Write SOURCES as a sources file (used by the demo for its local sample site)."""
+    lines = []
+    for s in sources:
+        lines += [
+            "[[sources]]",
+            f"name = {_toml_string(s.name)}",
+            f"type = {_toml_string(s.type)}",
+            f"url = {_toml_string(s.url)}",
+            f"fetch_pages = {'true' if s.fetch_pages else 'false'}",
+            "",
+        ]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

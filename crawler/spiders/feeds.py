@@ -1,0 +1,162 @@
+"""The feed spider: RSS, Atom and RDF feeds, each entry's page fetched for its full text."""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import feedparser
+import scrapy
+from scrapy import signals
+from scrapy.http import Response, TextResponse
+from twisted.python.failure import Failure
+
+from crawler.extract import extract_article, html_to_text
+from crawler.items import ArticleItem
+from crawler.sources import SourceConfig, load_sources
+
+
+def _entry_time(entry: Any) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = entry.get(key)
+        if value:
+            return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    return None
+
+
+def _entry_text(entry: Any) -> str:
+    for content in entry.get("content") or []:
+        if content.get("value"):
+            return html_to_text(content["value"])
+    return html_to_text(entry.get("summary") or entry.get("description") or "")
+
+
+def _without_heading(text: str, title: str) -> str:
+    """Page text without a first line that only repeats the headline."""
+    first, _, rest = text.partition("\n")
+    return rest.lstrip() if " ".join(first.split()) == title else text
+
+
+def _failure_reason(failure: Failure) -> str:
+    response = getattr(failure.value, "response", None)
+    if response is not None:
+        return f"HTTP {response.status}"
+    return failure.getErrorMessage() or failure.type.__name__
+
+
+class FeedSpider(scrapy.Spider):
+    name = "feed"
+
+    def __init__(self, sources: list[SourceConfig] | None = None, sources_file: str | None = None,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        chosen = sources if sources is not None else load_sources(sources_file)
+        self.sources = [s for s in chosen if s.type == "feed"]
+        self.source_errors: dict[str, str] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> FeedSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider._item_failed, signal=signals.item_error)
+        return spider
+
+    def _item_failed(self, item: Any, response: Any, spider: Any, failure: Failure) -> None:
+        self.crawler.stats.inc_value("immunofeed/items_failed")
+
+    async def start(self) -> AsyncIterator[scrapy.Request]:
+        for source in self.sources:
+            yield scrapy.Request(
+                source.url,
+                callback=self.parse_feed,
+                errback=self.feed_failed,
+                cb_kwargs={"source": source},
+                dont_filter=True,
+            )
+
+    def _source_error(self, source: SourceConfig, message: str) -> None:
+        self.source_errors[source.name] = message
+        self.crawler.stats.inc_value("immunofeed/feeds_failed")
+        self.logger.error("feed %r: %s", source.name, message)
+
+    def feed_failed(self, failure: Failure) -> None:
+        source = failure.request.cb_kwargs["source"]
+        self._source_error(source, f"{_failure_reason(failure)} fetching {failure.request.url}")
+
+    def parse_feed(self, response: Response, source: SourceConfig) -> Iterator[Any]:
+        headers = {"content-location": response.url}
+        content_type = response.headers.get("Content-Type")
+        if content_type:
+            headers["content-type"] = content_type.decode("latin-1")
+        parsed = feedparser.parse(response.body, response_headers=headers)
+        if not parsed.entries:
+            if parsed.bozo or not parsed.version:
+                problem = parsed.get("bozo_exception") or "no feed found"
+                self._source_error(source, f"not a readable feed at {response.url} ({problem})")
+            else:
+                self.logger.info("feed %r: no entries", source.name)
+            return
+        if parsed.bozo:
+            self.logger.warning(
+                "feed %r: malformed but readable (%s)", source.name, parsed.bozo_exception
+            )
+        self.crawler.stats.inc_value("immunofeed/feeds_read")
+        for entry in parsed.entries:
+            yield from self._entry(response, source, entry, parsed.feed.get("language"))
+
+    def _entry(self, response: Response, source: SourceConfig, entry: Any,
+               feed_language: str | None) -> Iterator[Any]:
+        link = entry.get("link") or ""
+        if not link and str(entry.get("id", "")).startswith(("http://", "https://")):
+            link = entry["id"]
+        title = html_to_text(entry.get("title") or "")
+        if not link or not title:
+            self.logger.warning("feed %r: skipped an entry without a link or title", source.name)
+            self.crawler.stats.inc_value("immunofeed/entries_skipped")
+            return
+        item = ArticleItem(
+            url=response.urljoin(link),
+            title=title,
+            body=_entry_text(entry),
+            source=source.name,
+            published_at=_entry_time(entry),
+            language=(feed_language or "").split("-")[0].lower() or None,
+        )
+        if not source.fetch_pages:
+            yield item
+            return
+        yield scrapy.Request(
+            item.url,
+            callback=self.parse_article,
+            errback=self.article_failed,
+            cb_kwargs={"from_feed": item},
+        )
+
+    def parse_article(self, response: Response, from_feed: ArticleItem) -> Iterator[ArticleItem]:
+        extracted = None
+        if isinstance(response, TextResponse):
+            extracted = extract_article(response.text, response.url)
+        if extracted is None:
+            self.logger.info("article %s: no article text found; using the feed's", response.url)
+            yield from_feed
+            return
+        text = _without_heading(extracted.text, from_feed.title)
+        if len(text) >= len(from_feed.body):
+            from_feed.body = text
+        from_feed.url = response.url
+        if extracted.canonical_url:
+            canonical = response.urljoin(extracted.canonical_url)
+            if canonical.startswith(("http://", "https://")):
+                from_feed.canonical_url = canonical
+        from_feed.published_at = from_feed.published_at or extracted.published_at
+        from_feed.language = extracted.language or from_feed.language
+        yield from_feed
+
+    def article_failed(self, failure: Failure) -> Iterator[ArticleItem]:
+        item: ArticleItem = failure.request.cb_kwargs["from_feed"]
+        self.logger.warning(
+            "article %s: %s; using the feed's text", failure.request.url, _failure_reason(failure)
+        )
+        self.crawler.stats.inc_value("immunofeed/pages_fell_back")
+        yield item
