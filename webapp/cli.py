@@ -1,0 +1,199 @@
+"""The `immunofeed` command: one click group for every task."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from db import settings
+from db.session import DatabaseUrlError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for display
+        return url
+
+
+def friendly_errors(command: F) -> F:
+    """Turn the failures a user can cause into one line on stderr and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from crawler.sources import SourcesError
+
+        try:
+            return command(*args, **kwargs)
+        except (SourcesError, DatabaseUrlError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except (OperationalError, ProgrammingError) as exc:
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            url = _safe_url(settings.database_url())
+            raise click.ClickException(f"database {url}: {reason}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="immunofeed", prog_name="immunofeed")
+def cli() -> None:
+    """ImmunoFeed: collect, tag and serve cancer-immunotherapy news and literature.
+
+    Settings come from IMMUNOFEED_* environment variables (`immunofeed settings` lists them).
+    """
+
+
+def prepare_database(url: str) -> None:
+    """Create or upgrade the schema and load the vocabulary's concepts."""
+    from crawler.pipelines import concept_data
+    from db.concepts import sync_concepts
+    from db.migrate import upgrade
+    from db.session import session_scope
+    from nlp.vocabulary import vocabulary
+
+    upgrade(url)
+    with session_scope(url) as session:
+        sync_concepts(session, (concept_data(c) for c in vocabulary()))
+
+
+@cli.command("init-db")
+@friendly_errors
+def init_db() -> None:
+    """Create the database (or bring it up to date) and load the vocabulary."""
+    url = settings.database_url()
+    prepare_database(url)
+    click.echo(f"database ready: {_safe_url(url)}")
+
+
+@cli.command("settings")
+def show_settings() -> None:
+    """List every IMMUNOFEED_* setting with its value and what it does."""
+    for setting in settings.SETTINGS:
+        value = setting.value()
+        shown = _safe_url(value) if setting.name.endswith("_URL") and value else value
+        click.echo(f"{setting.env}={shown}\n    {setting.help}")
+
+
+@cli.command()
+@click.option("--sources", "sources_file", type=click.Path(dir_okay=False),
+              help="TOML file of sources (default: IMMUNOFEED_SOURCES or crawler/sources.toml).")
+@click.option("-v", "--verbose", is_flag=True, help="Log every request and item.")
+@click.option("-s", "--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Override a Scrapy setting, e.g. -s DOWNLOAD_DELAY=0 (repeatable).")
+@friendly_errors
+def crawl(sources_file: str | None, verbose: bool, overrides: tuple[str, ...]) -> None:
+    """Crawl the sources, tag what is found and store it (no duplicates on re-runs)."""
+    from crawler.run import run_crawl
+    from crawler.sources import load_sources
+
+    sources = load_sources(sources_file or settings.get("SOURCES") or None)
+    if not sources:
+        raise click.ClickException("the sources file lists no sources")
+    url = settings.database_url()
+    prepare_database(url)
+    report = run_crawl(sources, url, log_level="INFO" if verbose else "WARNING",
+                       settings=_parse_overrides(overrides))
+    click.echo(report.line())
+    if report.errors and len(report.errors) == len(sources):
+        raise click.ClickException("every source failed; nothing was crawled")
+
+
+def _parse_overrides(overrides: tuple[str, ...]) -> dict[str, object]:
+    parsed: dict[str, object] = {}
+    for override in overrides:
+        name, sep, value = override.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected NAME=VALUE, got {override!r}", param_hint="--set")
+        parsed[name.strip()] = value
+    return parsed
+
+
+@cli.command()
+@friendly_errors
+def tag() -> None:
+    """Tag JSON Lines from stdin: {"id", "text"} in, {"id", "entities", "summary"} out."""
+    from nlp.stream import TagInputError, tag_lines
+
+    stdin = click.get_text_stream("stdin", encoding="utf-8", errors="strict")
+    stdout = click.get_text_stream("stdout", encoding="utf-8")
+    try:
+        tag_lines(stdin, stdout)
+    except TagInputError as exc:
+        raise click.ClickException(f"stdin {exc}") from None
+    except UnicodeDecodeError:
+        raise click.ClickException("stdin is not UTF-8 text") from None
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@friendly_errors
+def serve(host: str, port: int) -> None:
+    """Serve the site and feeds."""
+    prepare_database(settings.database_url())
+    _serve(host, port)
+
+
+def _serve(host: str, port: int) -> None:
+    from waitress import serve as waitress_serve
+
+    from webapp import create_app
+
+    click.echo(f"ImmunoFeed at http://{host}:{port}/  (Ctrl-C stops)")
+    try:
+        waitress_serve(create_app(), host=host, port=port, threads=8, _quiet=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    except KeyboardInterrupt:
+        click.echo("stopped")
+
+
+@cli.command()
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
+              help="Port for the ImmunoFeed site.")
+@click.option("--sample-port", default=8799, show_default=True, type=click.IntRange(1, 65535),
+              help="Port for the local sample news site (kept fixed so re-runs find the same "
+              "article URLs).")
+@friendly_errors
+def demo(port: int, sample_port: int) -> None:
+    """Crawl the bundled sample news site into the database, then serve ImmunoFeed."""
+    from crawler.run import run_crawl
+    from crawler.samplesite import SampleSite
+    from crawler.samplesite.render import FEEDS
+    from crawler.sources import SourceConfig, write_sources
+
+    url = settings.database_url()
+    prepare_database(url)
+    try:
+        site = SampleSite(port=sample_port).start()
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot start the sample site on 127.0.0.1:{sample_port}: {exc.strerror} "
+            "(choose another with --sample-port)"
+        ) from None
+    sources = [
+        SourceConfig(name=f"The Oncology Wire: {name}", type="feed", url=site.feed_url(name))
+        for name in FEEDS
+    ]
+    sources_path = Path("var/demo-sources.toml")
+    sources_path.parent.mkdir(parents=True, exist_ok=True)
+    write_sources(sources_path, sources)
+    click.echo(f"sample news site at {site.url}/ (sources written to {sources_path})")
+    # our own local site: no need for the delays real sites get
+    report = run_crawl(sources, url, settings={"DOWNLOAD_DELAY": 0, "AUTOTHROTTLE_ENABLED": False})
+    click.echo(report.line())
+    _serve("127.0.0.1", port)
+
+
+def main() -> None:
+    cli.main(prog_name="immunofeed", args=sys.argv[1:])

@@ -1,0 +1,89 @@
+"""The reader's pages: home, search with facets, article."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request, url_for
+from markupsafe import Markup, escape
+
+from db.articles import get_article
+from db.concepts import concepts_for_articles
+from db.search import MARK_END, MARK_START, search_articles
+from webapp import db_session
+from webapp.params import FACET_PARAMS, BadParameter, SearchParams
+
+bp = Blueprint("site", __name__)
+PER_PAGE = 20
+LABEL_PARAM = {label: param for param, label in FACET_PARAMS.items()}
+
+
+@bp.app_template_filter("highlight")
+def highlight(snippet: str | None) -> Markup:
+    """Escape a search snippet, then mark the matched words."""
+    if not snippet:
+        return Markup("")
+    escaped = str(escape(snippet))
+    return Markup(escaped.replace(MARK_START, "<mark>").replace(MARK_END, "</mark>"))
+
+
+@bp.app_template_filter("web_url")
+def web_url(url: str | None) -> str | None:
+    """URL if it is http(s), else None: a crawled javascript: or data: link is never a link."""
+    return url if url and url.lower().startswith(("http://", "https://")) else None
+
+
+@bp.record_once
+def _template_globals(state) -> None:  # type: ignore[no-untyped-def]
+    # a global, not a context processor, so imported macros see it too
+    state.app.jinja_env.globals["LABEL_PARAM"] = LABEL_PARAM
+
+
+def _search_page(template: str, params: SearchParams) -> str:
+    session = db_session()
+    page = search_articles(
+        session,
+        params.parsed,
+        params.slugs,
+        page=params.page,
+        per_page=PER_PAGE,
+        sort=params.sort,
+    )
+    tags = concepts_for_articles(session, (hit.article.id for hit in page.hits))
+    return render_template(
+        template,
+        params=params,
+        page=page,
+        tags=tags,
+        feed_url=url_for("feeds.json_feed", **params.query_args(page=None, sort=None)),
+    )
+
+
+def _params_or_400() -> SearchParams:
+    try:
+        return SearchParams.from_args(request.args)
+    except BadParameter as exc:
+        abort(400, description=str(exc))
+
+
+@bp.get("/")
+def home() -> str:
+    return _search_page("home.html", SearchParams(sort="date"))
+
+
+@bp.get("/search")
+def search() -> str:
+    return _search_page("search.html", _params_or_400())
+
+
+@bp.get("/articles/<int:article_id>")
+def article(article_id: int) -> str:
+    session = db_session()
+    found = get_article(session, article_id)
+    if found is None:
+        abort(404, description="There is no article with that number.")
+    tags = concepts_for_articles(session, [found.id])[found.id]
+    return render_template("article.html", article=found, tags=tags)
+
+
+@bp.get("/about")
+def about() -> str:
+    return render_template("about.html")
