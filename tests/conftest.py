@@ -1,0 +1,86 @@
+"""Shared fixtures: temporary SQLite databases, the Flask app and client, the local sample site,
+and a helper that runs the real `immunofeed` command in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crawler.samplesite import SampleSite
+from crawler.sources import SourceConfig, write_sources
+
+FIXTURES = Path(__file__).parent / "fixtures"
+IMMUNOFEED = str(Path(sys.executable).parent / "immunofeed")
+# Tests crawl only 127.0.0.1, so the polite delays real sites get are not needed here.
+FAST = ["-s", "DOWNLOAD_DELAY=0", "-s", "AUTOTHROTTLE_ENABLED=false"]
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def run_cli(*args: str, db_url: str | None = None, input: str | None = None,
+            cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMMUNOFEED_")}
+    if db_url:
+        env["IMMUNOFEED_DATABASE_URL"] = db_url
+    return subprocess.run(
+        [IMMUNOFEED, *args], input=input, capture_output=True, text=True, env=env, cwd=cwd,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """A fresh, migrated database with the vocabulary loaded."""
+    from webapp.cli import prepare_database
+
+    url = sqlite_url(tmp_path / "immunofeed.db")
+    prepare_database(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def sample_site() -> Iterator[SampleSite]:
+    with SampleSite(static=FIXTURES / "feeds") as site:
+        yield site
+
+
+def sample_sources(site: SampleSite) -> list[SourceConfig]:
+    return [
+        SourceConfig(name=f"Oncology Wire {name}", type="feed", url=site.feed_url(name))
+        for name in ("news", "research", "briefs")
+    ]
+
+
+@pytest.fixture(scope="session")
+def sample_sources_file(sample_site: SampleSite, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sources") / "sources.toml"
+    write_sources(path, sample_sources(sample_site))
+    return path
+
+
+@pytest.fixture(scope="session")
+def crawled_db(sample_sources_file: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database filled by one real crawl of the sample site (read-only for the tests)."""
+    url = sqlite_url(tmp_path_factory.mktemp("crawled") / "immunofeed.db")
+    result = run_cli("crawl", "--sources", str(sample_sources_file), *FAST, db_url=url)
+    assert result.returncode == 0, result.stderr
+    return url
+
+
+@pytest.fixture
+def app(crawled_db: str):
+    from webapp import create_app
+
+    return create_app({"TESTING": True, "DATABASE_URL": crawled_db})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

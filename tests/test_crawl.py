@@ -1,0 +1,76 @@
+"""Real Scrapy crawls of the local sample site (nothing beyond 127.0.0.1)."""
+
+import sqlalchemy as sa
+
+from crawler.samplesite import render
+from crawler.urls import canonical_url
+from db.session import get_engine
+from tests.conftest import FAST, run_cli
+
+
+def _rows(url, sql, **params):
+    with get_engine(url).connect() as connection:
+        return connection.execute(sa.text(sql), params).all()
+
+
+def _story(slug):
+    return next(s for s in render.stories() if s.slug == slug)
+
+
+def test_crawl_stores_every_story_once_with_tags(crawled_db, sample_site):
+    stories = render.stories()
+    assert len(stories) >= 30
+    assert _rows(crawled_db, "SELECT count(*) FROM articles")[0][0] == len(stories)
+    urls = {u for (u,) in _rows(crawled_db, "SELECT canonical_url FROM articles")}
+    assert urls == {f"{sample_site.url}{s.page_path}" for s in stories}  # no utm_ parameters
+    tagged = _rows(crawled_db, """
+        SELECT a.title FROM articles a JOIN article_concepts ac ON ac.article_id = a.id
+        JOIN concepts c ON c.id = ac.concept_id WHERE c.slug = 'pembrolizumab'""")
+    assert len(tagged) >= 4
+
+
+def test_teaser_feed_entries_get_the_full_page_text(crawled_db):
+    story = _story("cervical-cancer-pembrolizumab-chemoradiotherapy")
+    (body, summary), = _rows(crawled_db, "SELECT body, summary FROM articles WHERE title = :t",
+                             t=story.title)
+    assert "Three-year overall survival was 82.6%" in body  # only on the page, not in the feed
+    assert "Share this story" not in body and "Most read" not in body  # page chrome left out
+    assert not body.startswith(story.title)
+    assert summary and len(summary.split()) <= 60
+
+
+def test_missing_page_falls_back_to_the_feed_text(crawled_db):
+    story = _story("dendritic-cell-vaccine-glioblastoma")
+    (body,), = _rows(crawled_db, "SELECT body FROM articles WHERE title = :t", t=story.title)
+    assert body == story.teaser
+
+
+def test_robots_txt_is_obeyed(crawled_db, sample_site):
+    assert not [p for p in sample_site.hits if p.startswith("/members/")]
+    story = _story("members-only-sipuleucel-t-analysis")
+    (body,), = _rows(crawled_db, "SELECT body FROM articles WHERE title = :t", t=story.title)
+    assert body == story.teaser
+
+
+def test_spanish_articles_are_tagged_with_the_same_concepts(crawled_db):
+    rows = _rows(crawled_db, """
+        SELECT c.slug FROM articles a JOIN article_concepts ac ON ac.article_id = a.id
+        JOIN concepts c ON c.id = ac.concept_id WHERE a.language = 'es'""")
+    assert {"breast-cancer", "til-therapy", "non-small-cell-lung-cancer"} <= {r[0] for r in rows}
+
+
+def test_recrawl_stores_no_duplicates(sample_sources_file, tmp_path):
+    url = f"sqlite:///{tmp_path}/twice.db"
+    first = run_cli("crawl", "--sources", str(sample_sources_file), *FAST, db_url=url)
+    second = run_cli("crawl", "--sources", str(sample_sources_file), *FAST, db_url=url)
+    total = len(render.stories())
+    assert first.returncode == second.returncode == 0, second.stderr
+    assert f"{total} new, 0 updated, 0 unchanged" in first.stdout
+    assert f"0 new, 0 updated, {total} unchanged" in second.stdout
+    assert _rows(url, "SELECT count(*) FROM articles")[0][0] == total
+
+
+def test_canonical_url_rules():
+    assert canonical_url("HTTPS://Example.ORG:443/a?utm_source=x&b=2&a=1#top") == \
+        "https://example.org/a?a=1&b=2"
+    assert canonical_url("http://example.org:8080") == "http://example.org:8080/"

@@ -1,0 +1,128 @@
+"""Storage on real SQLite files: migrations, the upsert, full-text search, filters, facets."""
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from db.articles import ArticleData, count_articles, get_or_create_source, upsert_article
+from db.migrate import downgrade, upgrade
+from db.query import parse_query
+from db.search import search_articles
+from db.session import get_engine, session_scope
+
+
+def _article(n: int, **fields) -> ArticleData:
+    values = {
+        "canonical_url": f"https://news.example/{n}",
+        "url": f"https://news.example/{n}?utm_source=x",
+        "title": f"Story {n}",
+        "body": "Nothing in particular.",
+        "published_at": datetime(2026, 10, n % 28 + 1, tzinfo=UTC),
+    }
+    values.update(fields)
+    return ArticleData(**values)
+
+
+def _search(url, raw="", slugs=(), **kw):
+    with session_scope(url) as s:
+        page = search_articles(s, parse_query(raw), list(slugs), **kw)
+        return [h.article.title for h in page.hits], page
+
+
+def test_migrations_create_every_table_and_fts(tmp_path):
+    url = f"sqlite:///{tmp_path}/m.db"
+    upgrade(url)
+    upgrade(url)  # repeatable
+    names = set(sa.inspect(get_engine(url)).get_table_names())
+    assert {"sources", "articles", "concepts", "article_concepts", "article_fts"} <= names
+    assert "alembic_version" in names
+    downgrade(url, "base")
+    assert "articles" not in set(sa.inspect(get_engine(url)).get_table_names())
+
+
+def test_upsert_is_new_then_unchanged_then_updated(db_url):
+    with session_scope(db_url) as s:
+        assert upsert_article(s, _article(1, mentions={"melanoma": 2}))[0] == "new"
+    with session_scope(db_url) as s:
+        assert upsert_article(s, _article(1, mentions={"melanoma": 2}))[0] == "unchanged"
+    with session_scope(db_url) as s:
+        assert upsert_article(s, _article(1, title="Story 1, corrected"))[0] == "updated"
+        assert count_articles(s) == 1
+    titles, _ = _search(db_url, "corrected")
+    assert titles == ["Story 1, corrected"]
+
+
+def test_unknown_concepts_are_ignored_not_fatal(db_url):
+    with session_scope(db_url) as s:
+        outcome, _ = upsert_article(s, _article(2, mentions={"no-such-concept": 1}))
+    assert outcome == "new"
+
+
+def test_fts_index_follows_updates_and_deletes(db_url):
+    with session_scope(db_url) as s:
+        _, article_id = upsert_article(s, _article(3, body="tebentafusp in uveal melanoma"))
+    assert _search(db_url, "tebentafusp")[0] == ["Story 3"]
+    with session_scope(db_url) as s:
+        upsert_article(s, _article(3, body="now about glofitamab"))
+    assert _search(db_url, "tebentafusp")[0] == []
+    assert _search(db_url, "glofitamab")[0] == ["Story 3"]
+    with session_scope(db_url) as s:
+        s.execute(sa.text("DELETE FROM articles WHERE id = :id"), {"id": article_id})
+    assert _search(db_url, "glofitamab")[0] == []
+    with session_scope(db_url) as s:  # the index is still consistent with its content table
+        s.execute(sa.text("INSERT INTO article_fts(article_fts) VALUES ('integrity-check')"))
+
+
+def test_title_ranks_above_body(db_url):
+    with session_scope(db_url) as s:
+        upsert_article(s, _article(4, title="Weekly roundup",
+                                   body="durvalumab durvalumab durvalumab and more",
+                                   published_at=datetime(2026, 11, 20, tzinfo=UTC)))
+        upsert_article(s, _article(5, title="Durvalumab approved", body="A short note.",
+                                   published_at=datetime(2026, 11, 1, tzinfo=UTC)))
+    titles, _ = _search(db_url, "durvalumab")
+    assert titles == ["Durvalumab approved", "Weekly roundup"]
+    titles, _ = _search(db_url, "durvalumab", sort="date")
+    assert titles == ["Weekly roundup", "Durvalumab approved"]
+
+
+def test_concept_filter_includes_children_and_facets_count(db_url):
+    with session_scope(db_url) as s:
+        get_or_create_source(s, "Wire", "feed", "https://news.example/feed")
+        upsert_article(s, _article(6, title="TNBC story", source_name="Wire",
+                                   mentions={"triple-negative-breast-cancer": 2,
+                                             "pembrolizumab": 1}))
+        upsert_article(s, _article(7, title="Breast story",
+                                   mentions={"breast-cancer": 1, "pembrolizumab": 3}))
+        upsert_article(s, _article(8, title="Lung story", mentions={"lung-cancer": 1}))
+    titles, page = _search(db_url, slugs=["breast-cancer"])
+    assert sorted(titles) == ["Breast story", "TNBC story"]  # the child is included
+    assert page.total == 2
+    therapy = {f.slug: f.count for f in page.facets["THERAPY"]}
+    assert therapy == {"pembrolizumab": 2}
+    cancers = {f.slug: f.count for f in page.facets["CANCER"]}
+    assert cancers == {"breast-cancer": 1, "triple-negative-breast-cancer": 1}
+    assert _search(db_url, slugs=["triple-negative-breast-cancer"])[0] == ["TNBC story"]
+    assert _search(db_url, slugs=["breast-cancer", "lung-cancer"])[0] == []
+    assert _search(db_url, slugs=["no-such-slug"])[0] == []
+    assert _search(db_url, "story", slugs=["lung-cancer"])[0] == ["Lung story"]
+
+
+def test_paging_and_bounds(db_url):
+    with session_scope(db_url) as s:
+        for n in range(10, 35):
+            upsert_article(s, _article(n, title=f"Paging item {n}"))
+    first, page = _search(db_url, "paging", per_page=10)
+    second, _ = _search(db_url, "paging", per_page=10, page=2)
+    assert page.total == 25 and page.pages == 3
+    assert len(first) == 10 and not set(first) & set(second)
+    _, huge = _search(db_url, "paging", per_page=10_000)
+    assert huge.per_page == 100
+
+
+def test_datetimes_come_back_in_utc(db_url):
+    with session_scope(db_url) as s:
+        upsert_article(s, _article(40, published_at=datetime.fromisoformat(
+            "2026-10-02T10:30:00+02:00")))
+    _, page = _search(db_url, "story")
+    assert page.hits[0].article.published_at == datetime(2026, 10, 2, 8, 30, tzinfo=UTC)

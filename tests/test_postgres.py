@@ -1,0 +1,54 @@
+"""The same storage code on a real PostgreSQL server (full first-class support, with its own
+search index, comes later; this proves migrations, the upsert and filters work there today)."""
+
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from db.articles import ArticleData, upsert_article
+from db.query import parse_query
+from db.search import search_articles
+from db.session import session_scope
+
+PG_URL = os.environ.get("IMMUNOFEED_TEST_POSTGRES_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_url():
+    engine = sa.create_engine(PG_URL)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {exc.orig}")
+        pytest.skip(f"no PostgreSQL at {PG_URL}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with engine.begin() as c:
+        c.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    with engine.begin() as c:
+        c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+def test_migrate_upsert_and_search_on_postgres(pg_url):
+    from webapp.cli import prepare_database
+
+    prepare_database(pg_url)
+    prepare_database(pg_url)  # repeatable
+    data = ArticleData(canonical_url="https://news.example/pg", url="https://news.example/pg",
+                       title="Durvalumab in bladder cancer", body="A phase 3 trial.",
+                       mentions={"durvalumab": 2, "bladder-cancer": 1})
+    with session_scope(pg_url) as s:
+        assert upsert_article(s, data)[0] == "new"
+    with session_scope(pg_url) as s:
+        assert upsert_article(s, data)[0] == "unchanged"
+    with session_scope(pg_url) as s:
+        page = search_articles(s, parse_query("durvalumab -mouse"), ["bladder-cancer"])
+        assert [h.article.title for h in page.hits] == ["Durvalumab in bladder cancer"]
+        assert {f.slug for f in page.facets["THERAPY"]} == {"durvalumab"}
+        assert search_articles(s, parse_query("durvalumab"), ["lung-cancer"]).total == 0

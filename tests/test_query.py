@@ -1,0 +1,99 @@
+"""The search syntax parser: what readers type becomes a safe FTS5 expression."""
+
+import sqlite3
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from db.query import MAX_QUERY_CHARS, MAX_TERMS, Term, parse_query, to_fts5
+
+
+def test_words_are_anded_and_phrases_kept():
+    q = parse_query('pembrolizumab "lung cancer"')
+    assert q.groups == [[Term("pembrolizumab")], [Term("lung cancer")]]
+    assert to_fts5(q) == '"pembrolizumab" AND "lung cancer"'
+
+
+def test_or_joins_neighbours_and_not_excludes():
+    q = parse_query("melanoma OR glioblastoma -mouse NOT rat")
+    assert q.groups == [[Term("melanoma"), Term("glioblastoma")]]
+    assert q.excluded == [Term("mouse"), Term("rat")]
+    assert to_fts5(q) == '((("melanoma" OR "glioblastoma")) NOT "mouse") NOT "rat"'
+
+
+def test_prefix_and_quotes_inside_terms():
+    q = parse_query('immunotherap* say"hi')
+    assert q.groups[0] == [Term("immunotherap", prefix=True)]
+    assert to_fts5(parse_query('a"b')).count('"') % 2 == 0
+
+
+@pytest.mark.parametrize("raw", ['"', "AND", "*", "OR", "NOT", '""', "-", "()", "OR AND"])
+def test_nothing_searchable_gives_a_notice(raw):
+    q = parse_query(raw)
+    assert q.is_empty
+    assert q.notice == "Type a word or a phrase to search for."
+
+
+def test_only_exclusions_gives_a_notice():
+    q = parse_query("-mouse")
+    assert q.is_empty and q.excluded == [Term("mouse")]
+    assert "cannot only exclude" in q.notice
+
+
+def test_long_input_is_capped_with_a_notice():
+    q = parse_query("x" * 5000)
+    assert len(q.raw) == MAX_QUERY_CHARS
+    assert "first 500 characters" in q.notice
+
+
+def test_term_count_is_capped():
+    q = parse_query(" ".join(f"w{i}" for i in range(100)))
+    assert len(q.terms()) == MAX_TERMS
+    assert q.notice
+
+
+def test_near_and_parentheses_are_plain_words():
+    q = parse_query("NEAR(cancer, 5)")
+    assert [t.text for t in q.terms()] == ["NEAR(cancer,", "5)"]
+
+
+@pytest.fixture(scope="module")
+def fts():
+    connection = sqlite3.connect(":memory:")
+    connection.execute(
+        "CREATE VIRTUAL TABLE t USING fts5(body, tokenize='porter unicode61 remove_diacritics 2')"
+    )
+    connection.execute("INSERT INTO t VALUES ('pembrolizumab in non-small cell lung cancer')")
+    return connection
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=80))
+def test_any_input_is_valid_fts5(fts, raw):
+    """Whatever is typed, the expression is accepted by a real FTS5 index."""
+    q = parse_query(raw)
+    if not q.is_empty:
+        fts.execute("SELECT count(*) FROM t WHERE t MATCH ?", (to_fts5(q),)).fetchone()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(['"', "*", "-", "OR", "AND", "NOT", "(", ")", "NEAR", ":", "^",
+                                 "cancer", "lung", "+", "'"]), max_size=12))
+def test_operator_soup_is_valid_fts5(fts, parts):
+    q = parse_query(" ".join(parts))
+    if not q.is_empty:
+        fts.execute("SELECT count(*) FROM t WHERE t MATCH ?", (to_fts5(q),)).fetchone()
+
+
+def test_search_matches_as_expected(fts):
+    def hits(raw):
+        return fts.execute("SELECT count(*) FROM t WHERE t MATCH ?",
+                           (to_fts5(parse_query(raw)),)).fetchone()[0]
+
+    assert hits('"lung cancer"') == 1
+    assert hits('"cancer lung"') == 0
+    assert hits("pembro*") == 1
+    assert hits("lung -pembrolizumab") == 0
+    assert hits("melanoma OR lung") == 1
+    assert hits("cancers") == 1  # stemmed

@@ -1,0 +1,59 @@
+"""`immunofeed tag`: the JSON Lines contract, run through the real console script."""
+
+import json
+
+from tests.conftest import run_cli
+
+
+def test_one_output_line_per_input_line_in_order():
+    lines = [
+        {"id": "a", "text": "Nivolumab plus ipilimumab in MSI-H colorectal cancer."},
+        {"id": 7, "text": "No entities here at all."},
+        {"id": "c", "text": "CAR-T cells targeting BCMA in multiple myeloma."},
+    ]
+    stdin = "".join(json.dumps(x) + "\n" for x in lines) + "\n"  # a blank line is skipped
+    result = run_cli("tag", input=stdin)
+    assert result.returncode == 0, result.stderr
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["id"] for o in out] == ["a", 7, "c"]
+    for record, source in zip(out, lines, strict=True):
+        assert set(record) == {"id", "entities", "summary"}
+        for e in record["entities"]:
+            assert set(e) == {"start", "end", "text", "label", "concept", "name", "xrefs"}
+            assert source["text"][e["start"]:e["end"]] == e["text"]
+            assert e["label"] in {"THERAPY", "CANCER", "TARGET"}
+    assert [e["concept"] for e in out[0]["entities"]] == [
+        "nivolumab", "ipilimumab", "msi-h", "colorectal-cancer"]
+    assert out[0]["entities"][3]["xrefs"] == {"mesh": "D015179"}
+    assert out[1]["entities"] == []
+    assert out[2]["summary"] == lines[2]["text"]
+
+
+def test_non_ascii_offsets_are_python_character_offsets():
+    text = "Résumé: ¿inmunoterapia en el cáncer de pulmón? Sí."
+    result = run_cli("tag", input=json.dumps({"id": 1, "text": text}) + "\n")
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    for e in record["entities"]:
+        assert text[e["start"]:e["end"]] == e["text"]
+    assert {e["concept"] for e in record["entities"]} == {"immunotherapy", "lung-cancer"}
+
+
+def test_bad_line_is_one_clear_error_after_earlier_lines_are_answered():
+    stdin = json.dumps({"id": 1, "text": "melanoma"}) + "\n{not json\n" + json.dumps(
+        {"id": 3, "text": "glioma"}) + "\n"
+    result = run_cli("tag", input=stdin)
+    assert result.returncode != 0
+    assert [json.loads(x)["id"] for x in result.stdout.splitlines()] == [1]
+    assert result.stderr.strip().splitlines() == ["Error: stdin line 2: not valid JSON "
+                                                  "(Expecting property name enclosed in double "
+                                                  "quotes)"]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_fields_are_named():
+    for record, reason in [({"text": "x"}, 'missing "id"'),
+                           ({"id": 1, "text": 5}, '"text" must be a string'),
+                           ([1, 2], "expected an object")]:
+        result = run_cli("tag", input=json.dumps(record) + "\n")
+        assert result.returncode != 0
+        assert reason in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,189 @@
+"""The site and JSON Feed, through Flask's test client over a really crawled database."""
+
+import json
+import re
+from datetime import datetime
+from html.parser import HTMLParser
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from db.articles import ArticleData, upsert_article
+from db.session import session_scope
+
+
+class Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("a", "link"):
+            self.links.append((tag, dict(attrs)))
+
+
+def links(html):
+    parser = Links()
+    parser.feed(html)
+    return parser.links
+
+
+def heading(html):
+    return " ".join(re.search(r"<h1[^>]*>(.*?)</h1>", html, re.S).group(1).split())
+
+
+def result_titles(html):
+    return re.findall(r'<li class="result">\s*<h2><a href="[^"]+">(.*?)</a>', html)
+
+
+def test_home_lists_latest_articles_with_summaries_and_tags(client):
+    html = client.get("/").get_data(as_text=True)
+    assert len(result_titles(html)) == 20
+    assert 'class="chip chip-therapy"' in html and 'class="summary"' in html
+    hrefs = [a["href"] for tag, a in links(html) if tag == "a"]
+    assert "/search?therapy=pembrolizumab" in hrefs
+
+
+def test_search_finds_tagged_articles_and_offers_facets(client):
+    html = client.get("/search?q=pembrolizumab").get_data(as_text=True)
+    titles = result_titles(html)
+    assert len(titles) >= 4 and heading(html).startswith(f"{len(titles)} articles")
+    assert "<mark>" in html
+    facet = re.search(r'<a href="(/search\?q=pembrolizumab&amp;cancer=[^"]+)">([^<]+)</a> '
+                      r'<span class="count">(\d+)</span>', html)
+    assert facet, "expected a cancer facet with a count"
+    href, name, count = facet.groups()
+    narrowed = client.get(href.replace("&amp;", "&")).get_data(as_text=True)
+    assert len(result_titles(narrowed)) == int(count)
+    assert "remove filter" in narrowed
+
+
+def test_facet_filter_on_a_parent_includes_children(client):
+    html = client.get("/search?cancer=lung-cancer").get_data(as_text=True)
+    # the NSCLC and SCLC stories are tagged with the children, not "lung cancer" itself
+    assert len(result_titles(html)) >= 4
+
+
+def test_article_page(client):
+    html = client.get("/search?q=tarlatamab").get_data(as_text=True)
+    href = next(a["href"] for tag, a in links(html) if a.get("href", "").startswith("/articles/"))
+    page = client.get(href)
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "Tarlatamab beats chemotherapy" in text and "DLL3" in text
+    assert "Read the full article at the source" in text
+
+
+@pytest.mark.parametrize("q", ['"', "AND", "*", "NEAR(", "x" * 5000, "(", "OR OR", "-", "\x00"])
+def test_malformed_queries_get_a_friendly_page(client, q):
+    response = client.get("/search", query_string={"q": q})
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "Traceback" not in html and "Internal Server Error" not in html
+
+
+def test_bad_parameters_are_400_with_a_message(client):
+    response = client.get("/search?page=abc")
+    assert response.status_code == 400
+    assert "page must be a whole number" in response.get_data(as_text=True)
+    assert client.get("/search?sort=upside-down").status_code == 400
+    assert client.get("/articles/999999").status_code == 404
+
+
+def test_crawled_text_is_always_escaped(db_url):
+    from webapp import create_app
+
+    evil = '<script>alert("x")</script> immunoevil'
+    with session_scope(db_url) as s:
+        _, article_id = upsert_article(s, ArticleData(
+            canonical_url="https://evil.example/1", url="javascript:alert(1)", title=evil,
+            body=evil, summary=evil, mentions={"melanoma": 1}))
+    client = create_app({"TESTING": True, "DATABASE_URL": db_url}).test_client()
+    for path in ("/", "/search?q=immunoevil", f"/articles/{article_id}"):
+        html = client.get(path).get_data(as_text=True)
+        assert "<script>alert" not in html and "&lt;script&gt;" in html
+        assert "javascript:" not in html
+    reflected = client.get("/search", query_string={"q": "<b>hi</b>"}).get_data(as_text=True)
+    assert "<b>hi</b>" not in reflected and "&lt;b&gt;hi&lt;/b&gt;" in reflected
+    assert "script-src 'self'" in client.get("/").headers["Content-Security-Policy"]
+
+
+def _check_json_feed(response):
+    """JSON Feed 1.1, field by field (https://jsonfeed.org/version/1.1)."""
+    assert response.status_code == 200
+    assert response.mimetype == "application/feed+json"
+    feed = json.loads(response.data)
+    assert feed["version"] == "https://jsonfeed.org/version/1.1"
+    assert isinstance(feed["title"], str) and feed["title"]
+    for key in ("home_page_url", "feed_url"):
+        assert urlsplit(feed[key]).scheme in ("http", "https")
+    assert isinstance(feed["items"], list)
+    ids = [item["id"] for item in feed["items"]]
+    assert len(ids) == len(set(ids))
+    for item in feed["items"]:
+        assert isinstance(item["id"], str)
+        assert "content_html" in item or "content_text" in item
+        assert urlsplit(item["url"]).scheme in ("http", "https")
+        assert urlsplit(item.get("external_url", "https:")).scheme in ("http", "https")
+        for key in ("date_published", "date_modified"):
+            datetime.fromisoformat(item[key].replace("Z", "+00:00"))  # RFC 3339
+        assert all(isinstance(t, str) for t in item["tags"])
+        assert all(isinstance(a["name"], str) for a in item.get("authors", []))
+    return feed
+
+
+def test_json_feed_of_everything(client):
+    feed = _check_json_feed(client.get("/feed.json"))
+    assert len(feed["items"]) >= 30
+    dates = [item["date_published"] for item in feed["items"]]
+    assert dates == sorted(dates, reverse=True)
+
+
+def test_json_feed_of_a_search(client):
+    feed = _check_json_feed(client.get("/feed.json?q=pembrolizumab"))
+    assert feed["items"] and "pembrolizumab" in feed["title"]
+    for item in feed["items"]:
+        assert "pembrolizumab" in [t.lower() for t in item["tags"]]
+    assert parse_qs(urlsplit(feed["feed_url"]).query) == {"q": ["pembrolizumab"]}
+
+
+def test_json_feed_pages_with_next_url(app):
+    from webapp import feeds
+
+    original, feeds.FEED_SIZE = feeds.FEED_SIZE, 10
+    try:
+        client = app.test_client()
+        first = _check_json_feed(client.get("/feed.json"))
+        assert "next_url" in first
+        second = _check_json_feed(client.get(first["next_url"]))
+        assert not {i["id"] for i in first["items"]} & {i["id"] for i in second["items"]}
+    finally:
+        feeds.FEED_SIZE = original
+
+
+def test_base_url_setting_makes_feed_links(crawled_db):
+    from webapp import create_app
+
+    app = create_app({"TESTING": True, "DATABASE_URL": crawled_db,
+                      "BASE_URL": "https://immunofeed.example/"})
+    feed = _check_json_feed(app.test_client().get("/feed.json"))
+    assert feed["items"][0]["url"].startswith("https://immunofeed.example/articles/")
+
+
+def test_pages_link_their_feed(client):
+    html = client.get("/search?q=melanoma").get_data(as_text=True)
+    alternates = [a for tag, a in links(html) if tag == "link" and a.get("rel") == "alternate"]
+    assert alternates[0]["type"] == "application/feed+json"
+    assert alternates[0]["href"] == "/feed.json?q=melanoma"
+
+
+def test_unreachable_database_is_a_503_page():
+    from webapp import create_app
+
+    # nothing listens on port 1: the connection is refused at once
+    app = create_app({"TESTING": True,
+                      "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
+    response = app.test_client().get("/")
+    assert response.status_code == 503
+    html = response.get_data(as_text=True)
+    assert "not available right now" in html and "Traceback" not in html
