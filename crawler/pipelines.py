@@ -7,9 +7,10 @@ from scrapy.exceptions import DropItem
 
 from crawler.items import ArticleItem
 from crawler.urls import canonical_url
-from db.articles import ArticleData, get_or_create_source, record_crawl, upsert_article
+from db.articles import ArticleData, upsert_article
 from db.concepts import ConceptData, sync_concepts
 from db.session import session_scope
+from db.sources import CrawlOutcome, get_or_create_source, record_crawl
 from nlp.language import guess_language
 from nlp.tagger import annotate_article
 from nlp.vocabulary import Concept, vocabulary
@@ -72,7 +73,8 @@ class StorePipeline:
         with session_scope(self.database_url) as session:
             sync_concepts(session, (concept_data(c) for c in vocabulary()))
             for source in getattr(spider, "sources", []):
-                get_or_create_source(session, source.name, source.type, source.url)
+                get_or_create_source(session, source.name, source.type, source.url,
+                                     topical=source.topical)
 
     def process_item(self, item: ArticleItem) -> ArticleItem:
         data = ArticleData(
@@ -92,8 +94,7 @@ class StorePipeline:
         return item
 
     def close_spider(self) -> None:
-        spider = self.crawler.spider
-        errors: dict[str, str] = getattr(spider, "source_errors", {})
+        outcomes: dict[str, CrawlOutcome] = getattr(self.crawler.spider, "outcomes", {})
         with session_scope(self.database_url) as session:
-            for source in getattr(spider, "sources", []):
-                record_crawl(session, source.name, errors.get(source.name))
+            for name, outcome in outcomes.items():
+                record_crawl(session, name, outcome)

@@ -19,12 +19,16 @@ class CrawlReport:
     unchanged: int = 0
     fell_back: int = 0
     item_errors: int = 0
+    not_modified: int = 0
+    skipped: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
         return (
-            f"crawled {self.feeds} feed(s): {self.new} new, {self.updated} updated, "
-            f"{self.unchanged} unchanged article(s); {len(self.errors)} feed(s) failed"
+            f"crawled {self.feeds - len(self.skipped)} feed(s): {self.new} new, {self.updated} "
+            f"updated, {self.unchanged} unchanged article(s); {len(self.errors)} feed(s) failed"
+            + (f"; {self.not_modified} not modified" if self.not_modified else "")
+            + (f"; {len(self.skipped)} backing off" if self.skipped else "")
             + (f"; {self.item_errors} article(s) could not be stored" if self.item_errors else "")
         )
 
@@ -65,4 +69,6 @@ def run_crawl(sources: list[SourceConfig], database_url: str, log_level: str = "
         fell_back=stats.get("immunofeed/pages_fell_back", 0),
         item_errors=stats.get("immunofeed/items_failed", 0),
         errors=dict(getattr(spider, "source_errors", {})),
+        not_modified=stats.get("immunofeed/feeds_not_modified", 0),
+        skipped=list(getattr(spider, "skipped", [])),
     )

@@ -31,6 +31,13 @@ COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
 LOG_LEVEL = "INFO"
 
+DOWNLOADER_MIDDLEWARES = {
+    # after the built-in retry middleware (550) in response order, so it sees 429/503 first
+    "crawler.middlewares.RetryAfterMiddleware": 560,
+}
+RETRY_AFTER_MAX_WAIT = 30.0  # seconds worth waiting within a crawl
+RETRY_AFTER_TIMES = 2
+
 ITEM_PIPELINES = {
     "crawler.pipelines.NormalizePipeline": 100,
     "crawler.pipelines.TagPipeline": 300,

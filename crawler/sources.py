@@ -21,6 +21,7 @@ class SourceConfig:
     type: str
     url: str
     fetch_pages: bool = True  # follow each entry's link for the full text
+    topical: bool = False  # everything it returns is on topic: keep it all
 
 
 def _source(path: Path, index: int, table: object) -> SourceConfig:
@@ -38,10 +39,12 @@ def _source(path: Path, index: int, table: object) -> SourceConfig:
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise SourcesError(f"{where}: url must be an http(s) URL, got {url!r}")
-    fetch_pages = table.get("fetch_pages", True)
-    if not isinstance(fetch_pages, bool):
-        raise SourcesError(f"{where}: fetch_pages must be true or false")
-    return SourceConfig(name=name.strip(), type=type_, url=url, fetch_pages=fetch_pages)
+    flags = {}
+    for flag, default in (("fetch_pages", True), ("topical", False)):
+        flags[flag] = table.get(flag, default)
+        if not isinstance(flags[flag], bool):
+            raise SourcesError(f"{where}: {flag} must be true or false")
+    return SourceConfig(name=name.strip(), type=type_, url=url, **flags)
 
 
 def load_sources(path: Path | str | None = None) -> list[SourceConfig]:
@@ -75,6 +78,7 @@ def write_sources(path: Path, sources: list[SourceConfig]) -> None:
             f"type = {_toml_string(s.type)}",
             f"url = {_toml_string(s.url)}",
             f"fetch_pages = {'true' if s.fetch_pages else 'false'}",
+            f"topical = {'true' if s.topical else 'false'}",
             "",
         ]
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from db.concepts import concept_ids_by_slug
-from db.models import Article, ArticleConcept, Source, utcnow
+from db.models import IDENTIFIERS, Article, ArticleConcept, Source, utcnow
 
 UpsertResult = Literal["new", "updated", "unchanged"]
 
@@ -29,17 +29,17 @@ class ArticleData:
     source_name: str | None = None
     # concept slug -> mention count; concepts must already be stored (db.concepts.sync_concepts)
     mentions: Mapping[str, int] = field(default_factory=dict)
+    kind: str = "news"
+    doi: str | None = None
+    pmid: str | None = None
+    pmcid: str | None = None
+    nct_id: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    relevance: float = 1.0
+    filtered: bool = False
 
-
-def get_or_create_source(session: Session, name: str, type_: str, url: str) -> Source:
-    source = session.scalar(select(Source).where(Source.name == name))
-    if source is None:
-        source = Source(name=name, type=type_, url=url)
-        session.add(source)
-        session.flush()
-    else:
-        source.type, source.url = type_, url
-    return source
+    def identifiers(self) -> dict[str, str]:
+        return {name: value for name in IDENTIFIERS if (value := getattr(self, name))}
 
 
 def _content_fields(data: ArticleData) -> dict[str, object]:
@@ -50,34 +50,71 @@ def _content_fields(data: ArticleData) -> dict[str, object]:
         "summary": data.summary,
         "language": data.language,
         "published_at": data.published_at,
+        "kind": data.kind,
+        "relevance": data.relevance,
+        "filtered": data.filtered,
+        **data.identifiers(),
     }
 
 
+def find_work(session: Session, data: ArticleData) -> Article | None:
+    """The stored article that is the same work as DATA: same identifier, or same URL."""
+    clauses = [getattr(Article, name) == value for name, value in data.identifiers().items()]
+    if clauses:
+        found = session.scalar(select(Article).where(or_(*clauses)).limit(1))
+        if found is not None:
+            return found
+    return session.scalar(select(Article).where(Article.canonical_url == data.canonical_url))
+
+
+def _merged_extra(article: Article, data: ArticleData) -> dict[str, Any]:
+    """Old and new metadata together: other URLs of the work are kept as links, and a trial's
+    earlier statuses as its status history."""
+    old = dict(article.extra or {})
+    merged = {**old, **data.extra}
+    links = list(old.get("links", []))
+    for url in (article.url, data.url):
+        if url not in links:
+            links.append(url)
+    if len(links) > 1:
+        merged["links"] = links
+    old_status, new_status = old.get("status"), data.extra.get("status")
+    if old_status and new_status and old_status != new_status:
+        history = list(old.get("status_history", []))
+        history.append({"status": old_status, "until": utcnow().isoformat(timespec="seconds")})
+        merged["status_history"] = history
+    return merged
+
+
 def upsert_article(session: Session, data: ArticleData) -> tuple[UpsertResult, int]:
-    """Store DATA once per canonical URL: insert it, update it if it changed, or leave it."""
+    """Store DATA once per work (same identifier or canonical URL): insert it, update it if it
+    changed, or leave it as it is."""
     source_id = None
     if data.source_name:
         source_id = session.scalar(select(Source.id).where(Source.name == data.source_name))
     concept_ids = concept_ids_by_slug(session, data.mentions)
     fields = _content_fields(data)
 
-    article = session.scalar(select(Article).where(Article.canonical_url == data.canonical_url))
+    article = find_work(session, data)
     if article is None:
-        article = Article(canonical_url=data.canonical_url, source_id=source_id, **fields)
+        article = Article(canonical_url=data.canonical_url, source_id=source_id,
+                          extra=dict(data.extra), **fields)
         try:
             with session.begin_nested():
                 session.add(article)
                 session.flush()
         except IntegrityError:  # another writer stored it first: fall through to an update
-            article = session.scalar(
-                select(Article).where(Article.canonical_url == data.canonical_url)
-            )
-            assert article is not None
+            article = find_work(session, data)
+            if article is None:
+                raise
         else:
             _set_mentions(session, article.id, data.mentions, concept_ids)
             return "new", article.id
 
-    changed = any(getattr(article, name) != value for name, value in fields.items())
+    extra = _merged_extra(article, data)
+    changed = extra != (article.extra or {}) or any(
+        getattr(article, name) != value for name, value in fields.items()
+    )
     old_mentions = {
         concept_id: count
         for concept_id, count in session.execute(
@@ -91,6 +128,7 @@ def upsert_article(session: Session, data: ArticleData) -> tuple[UpsertResult, i
         return "unchanged", article.id
     for name, value in fields.items():
         setattr(article, name, value)
+    article.extra = extra
     article.fetched_at = utcnow()
     if source_id is not None:
         article.source_id = source_id
@@ -120,13 +158,3 @@ def get_article(session: Session, article_id: int) -> Article | None:
 
 def count_articles(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Article)) or 0
-
-
-def record_crawl(session: Session, source_name: str, error: str | None) -> None:
-    """Note the outcome of crawling SOURCE_NAME (error None means it succeeded)."""
-    source = session.scalar(select(Source).where(Source.name == source_name))
-    if source is None:
-        return
-    if error is None:
-        source.last_crawled_at = utcnow()
-    source.last_error = error

@@ -5,10 +5,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 LABELS = ("THERAPY", "CANCER", "TARGET")
+KINDS = ("news", "paper", "preprint", "trial")
+IDENTIFIERS = ("doi", "pmid", "pmcid", "nct_id")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -45,8 +57,14 @@ class Source(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     type: Mapped[str] = mapped_column(String(40))
     url: Mapped[str] = mapped_column(Text)
-    last_crawled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_crawled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last success
     last_error: Mapped[str | None] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    topical: Mapped[bool] = mapped_column(Boolean, default=False)
 
     articles: Mapped[list[Article]] = relationship(back_populates="source")
 
@@ -66,6 +84,14 @@ class Article(Base):
     source_id: Mapped[int | None] = mapped_column(
         ForeignKey("sources.id", ondelete="SET NULL"), index=True
     )
+    kind: Mapped[str] = mapped_column(String(16), default="news", index=True)
+    doi: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    pmid: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    pmcid: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    nct_id: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    relevance: Mapped[float] = mapped_column(Float, default=1.0)
+    filtered: Mapped[bool] = mapped_column(Boolean, default=False)
 
     source: Mapped[Source | None] = relationship(back_populates="articles")
     concepts: Mapped[list[ArticleConcept]] = relationship(

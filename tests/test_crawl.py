@@ -1,5 +1,7 @@
 """Real Scrapy crawls of the local sample site (nothing beyond 127.0.0.1)."""
 
+from urllib.parse import urlsplit
+
 import sqlalchemy as sa
 
 from crawler.samplesite import render
@@ -59,14 +61,29 @@ def test_spanish_articles_are_tagged_with_the_same_concepts(crawled_db):
     assert {"breast-cancer", "til-therapy", "non-small-cell-lung-cancer"} <= {r[0] for r in rows}
 
 
-def test_recrawl_stores_no_duplicates(sample_sources_file, tmp_path):
+def test_recrawl_is_conditional_and_stores_no_duplicates(sample_sources_file, sample_site,
+                                                        tmp_path):
     url = f"sqlite:///{tmp_path}/twice.db"
-    first = run_cli("crawl", "--sources", str(sample_sources_file), *FAST, db_url=url)
-    second = run_cli("crawl", "--sources", str(sample_sources_file), *FAST, db_url=url)
     total = len(render.stories())
-    assert first.returncode == second.returncode == 0, second.stderr
+    first = run_cli("crawl", "--sources", str(sample_sources_file), *FAST, db_url=url)
+    assert first.returncode == 0, first.stderr
     assert f"{total} new, 0 updated, 0 unchanged" in first.stdout
-    assert f"0 new, 0 updated, {total} unchanged" in second.stdout
+
+    feed_paths = [urlsplit(sample_site.feed_url(n)).path for n in render.FEEDS]
+    before = sum(sample_site.conditional_hits[p] for p in feed_paths)
+    page_hits = sum(n for p, n in sample_site.hits.items() if p.startswith("/articles/"))
+    second = run_cli("crawl", "--sources", str(sample_sources_file), *FAST, db_url=url)
+    assert second.returncode == 0, second.stderr
+    assert "0 new, 0 updated, 0 unchanged article(s); 0 feed(s) failed; 3 not modified" \
+        in second.stdout
+    assert sum(sample_site.conditional_hits[p] for p in feed_paths) == before + 3
+    assert sum(n for p, n in sample_site.hits.items() if p.startswith("/articles/")) == page_hits
+
+    # a server that ignores validators: every article is read again and found unchanged
+    with get_engine(url).begin() as c:
+        c.execute(sa.text("UPDATE sources SET etag = NULL, last_modified = NULL"))
+    third = run_cli("crawl", "--sources", str(sample_sources_file), *FAST, db_url=url)
+    assert f"0 new, 0 updated, {total} unchanged" in third.stdout
     assert _rows(url, "SELECT count(*) FROM articles")[0][0] == total
 
 

@@ -4,11 +4,13 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from db.articles import ArticleData, count_articles, get_or_create_source, upsert_article
+from db.articles import ArticleData, count_articles, upsert_article
 from db.migrate import downgrade, upgrade
+from db.models import Article
 from db.query import parse_query
 from db.search import search_articles
 from db.session import get_engine, session_scope
+from db.sources import get_or_create_source
 
 
 def _article(n: int, **fields) -> ArticleData:
@@ -126,3 +128,45 @@ def test_datetimes_come_back_in_utc(db_url):
             "2026-10-02T10:30:00+02:00")))
     _, page = _search(db_url, "story")
     assert page.hits[0].article.published_at == datetime(2026, 10, 2, 8, 30, tzinfo=UTC)
+
+
+def test_one_work_one_record_by_identifier(db_url):
+    paper = _article(50, title="Paper via PubMed", kind="paper", pmid="39000001",
+                     doi="10.1000/xyz")
+    with session_scope(db_url) as s:
+        assert upsert_article(s, paper)[0] == "new"
+    same_work = _article(51, title="Paper via Europe PMC", kind="paper", doi="10.1000/xyz",
+                         pmcid="PMC123")
+    with session_scope(db_url) as s:
+        outcome, article_id = upsert_article(s, same_work)
+        assert outcome == "updated" and count_articles(s) == 1
+        row = s.get(Article, article_id)
+        assert (row.pmid, row.doi, row.pmcid) == ("39000001", "10.1000/xyz", "PMC123")
+        assert row.extra["links"] == [paper.url, same_work.url]
+
+
+def test_trial_status_changes_are_kept_as_history(db_url):
+    def trial(status):
+        return _article(60, kind="trial", nct_id="NCT01234567", extra={"status": status})
+
+    with session_scope(db_url) as s:
+        upsert_article(s, trial("RECRUITING"))
+    with session_scope(db_url) as s:
+        assert upsert_article(s, trial("RECRUITING"))[0] == "unchanged"
+    with session_scope(db_url) as s:
+        outcome, article_id = upsert_article(s, trial("COMPLETED"))
+        assert outcome == "updated"
+        extra = s.get(Article, article_id).extra
+    assert extra["status"] == "COMPLETED"
+    assert [h["status"] for h in extra["status_history"]] == ["RECRUITING"]
+
+
+def test_search_survives_a_migration_round_trip(tmp_path):
+    url = f"sqlite:///{tmp_path}/r.db"
+    upgrade(url)
+    downgrade(url, "0001")
+    upgrade(url)
+    with session_scope(url) as s:
+        s.execute(sa.text("INSERT INTO articles (canonical_url, url, title, summary, body, "
+                          "fetched_at) VALUES ('u', 'u', 'Lifileucel news', '', '', '2026-01-01')"))
+    assert _search(url, "lifileucel")[0] == ["Lifileucel news"]

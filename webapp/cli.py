@@ -104,8 +104,32 @@ def crawl(sources_file: str | None, verbose: bool, overrides: tuple[str, ...]) -
     report = run_crawl(sources, url, log_level="INFO" if verbose else "WARNING",
                        settings=_parse_overrides(overrides))
     click.echo(report.line())
-    if report.errors and len(report.errors) == len(sources):
+    if report.errors and len(report.errors) == len(sources) - len(report.skipped):
         raise click.ClickException("every source failed; nothing was crawled")
+
+
+@cli.command("sources")
+@friendly_errors
+def list_sources() -> None:
+    """List every source with its type, health, last success, last error and article count."""
+    from db.session import session_scope
+    from db.sources import source_statuses
+
+    url = settings.database_url()
+    prepare_database(url)
+    with session_scope(url) as session:
+        statuses = source_statuses(session)
+    if not statuses:
+        click.echo("no sources yet: run `immunofeed crawl`")
+        return
+    for s in statuses:
+        when = s.last_success.strftime("%Y-%m-%d %H:%M") if s.last_success else "never"
+        click.echo(f"{s.name}\t{s.type}\t{s.health}\tlast success {when}\t"
+                   f"{s.articles} article(s)")
+        if s.last_error:
+            click.echo(f"    last error: {s.last_error}")
+        if s.next_attempt and s.health != "ok":
+            click.echo(f"    next attempt after {s.next_attempt:%Y-%m-%d %H:%M} UTC")
 
 
 def _parse_overrides(overrides: tuple[str, ...]) -> dict[str, object]:

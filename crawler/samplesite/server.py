@@ -6,6 +6,7 @@ real captured feeds in odd encodings).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 from crawler.samplesite import render
 
 ROBOTS = b"User-agent: *\nDisallow: /members/\n"
+LAST_MODIFIED = "Mon, 02 Nov 2026 08:00:00 GMT"
 _TYPES = {".rss": "application/rss+xml", ".atom": "application/atom+xml", ".xml": "application/xml"}
 
 
@@ -22,6 +24,9 @@ class SampleSite:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, static: Path | None = None):
         self.static = static
         self.hits: Counter[str] = Counter()
+        # path -> answers to give before the real one: (status, headers), for fault tests
+        self.faults: dict[str, list[tuple[int, dict[str, str]]]] = {}
+        self.conditional_hits: Counter[str] = Counter()
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -77,12 +82,32 @@ class SampleSite:
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 path = urlsplit(self.path).path
                 site.hits[path] += 1
+                if site.faults.get(path):
+                    status, headers = site.faults[path].pop(0)
+                    self._answer(status, "text/plain", b"try later", headers)
+                    return
                 status, content_type, body = site.route(path)
+                headers = {}
+                if status == 200 and path != "/robots.txt":
+                    etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+                    headers = {"ETag": etag, "Last-Modified": LAST_MODIFIED}
+                    if self.headers.get("If-None-Match") == etag:
+                        site.conditional_hits[path] += 1
+                        self._answer(304, content_type, b"", headers)
+                        return
+                self._answer(status, content_type, body, headers)
+
+            def _answer(self, status: int, content_type: str, body: bytes,
+                        headers: dict[str, str]) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                if status != 304:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if status != 304:
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass  # quiet: the crawler's own log says what happened

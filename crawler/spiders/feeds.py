@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import feedparser
@@ -15,7 +15,10 @@ from twisted.python.failure import Failure
 
 from crawler.extract import extract_article, html_to_text
 from crawler.items import ArticleItem
+from crawler.middlewares import retry_after
 from crawler.sources import SourceConfig, load_sources
+from crawler.state import source_states
+from db.sources import CrawlOutcome
 
 
 def _entry_time(entry: Any) -> datetime | None:
@@ -39,6 +42,11 @@ def _without_heading(text: str, title: str) -> str:
     return rest.lstrip() if " ".join(first.split()) == title else text
 
 
+def _header(response: Response, name: str) -> str | None:
+    value = response.headers.get(name)
+    return value.decode("latin-1") if value else None
+
+
 def _failure_reason(failure: Failure) -> str:
     response = getattr(failure.value, "response", None)
     if response is not None:
@@ -54,7 +62,8 @@ class FeedSpider(scrapy.Spider):
         super().__init__(**kwargs)
         chosen = sources if sources is not None else load_sources(sources_file)
         self.sources = [s for s in chosen if s.type == "feed"]
-        self.source_errors: dict[str, str] = {}
+        self.outcomes: dict[str, CrawlOutcome] = {}
+        self.skipped: list[str] = []
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> FeedSpider:
@@ -65,26 +74,54 @@ class FeedSpider(scrapy.Spider):
     def _item_failed(self, item: Any, response: Any, spider: Any, failure: Failure) -> None:
         self.crawler.stats.inc_value("immunofeed/items_failed")
 
+    @property
+    def source_errors(self) -> dict[str, str]:
+        return {name: o.error for name, o in self.outcomes.items() if o.error}
+
     async def start(self) -> AsyncIterator[scrapy.Request]:
+        states = source_states(self.settings.get("IMMUNOFEED_DATABASE_URL"),
+                               [s.name for s in self.sources])
         for source in self.sources:
+            state = states.get(source.name)
+            if state is not None and not state.due:
+                self.skipped.append(source.name)
+                self.logger.info("feed %r: backing off until %s", source.name, state.next_attempt)
+                continue
+            headers = state.validators() if state else {}
             yield scrapy.Request(
                 source.url,
                 callback=self.parse_feed,
                 errback=self.feed_failed,
                 cb_kwargs={"source": source},
+                headers=headers,
+                meta={"handle_httpstatus_list": [304]},
                 dont_filter=True,
             )
 
-    def _source_error(self, source: SourceConfig, message: str) -> None:
-        self.source_errors[source.name] = message
+    def _source_error(self, source: SourceConfig, message: str,
+                      retry_after: timedelta | None = None) -> None:
+        self.outcomes[source.name] = CrawlOutcome(error=message, retry_after=retry_after)
         self.crawler.stats.inc_value("immunofeed/feeds_failed")
         self.logger.error("feed %r: %s", source.name, message)
 
     def feed_failed(self, failure: Failure) -> None:
         source = failure.request.cb_kwargs["source"]
-        self._source_error(source, f"{_failure_reason(failure)} fetching {failure.request.url}")
+        response = getattr(failure.value, "response", None)
+        wait = retry_after(response) if response is not None else None
+        self._source_error(source, f"{_failure_reason(failure)} fetching {failure.request.url}",
+                           wait)
 
     def parse_feed(self, response: Response, source: SourceConfig) -> Iterator[Any]:
+        if response.status == 304:
+            self.outcomes[source.name] = CrawlOutcome(not_modified=True)
+            self.crawler.stats.inc_value("immunofeed/feeds_not_modified")
+            return
+        self.outcomes[source.name] = CrawlOutcome(
+            etag=_header(response, "ETag"), last_modified=_header(response, "Last-Modified")
+        )
+        yield from self._entries(response, source)
+
+    def _entries(self, response: Response, source: SourceConfig) -> Iterator[Any]:
         headers = {"content-location": response.url}
         content_type = response.headers.get("Content-Type")
         if content_type:

@@ -8,36 +8,13 @@ Create Date: 2026-11-27
 import sqlalchemy as sa
 from alembic import op
 
+from db.fts_sqlite import create_fts, drop_fts
 from db.models import UTCDateTime
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-# External-content FTS5 index over articles. Porter stemming over unicode61 with diacritics
-# folded, so "tumours" finds "tumour" and "cancer" finds the Spanish "cáncer".
-SQLITE_FTS = [
-    """CREATE VIRTUAL TABLE article_fts USING fts5(
-        title, summary, body,
-        content='articles', content_rowid='id',
-        tokenize='porter unicode61 remove_diacritics 2')""",
-    """CREATE TRIGGER articles_fts_insert AFTER INSERT ON articles BEGIN
-        INSERT INTO article_fts(rowid, title, summary, body)
-        VALUES (new.id, new.title, new.summary, new.body);
-    END""",
-    """CREATE TRIGGER articles_fts_delete AFTER DELETE ON articles BEGIN
-        INSERT INTO article_fts(article_fts, rowid, title, summary, body)
-        VALUES ('delete', old.id, old.title, old.summary, old.body);
-    END""",
-    """CREATE TRIGGER articles_fts_update AFTER UPDATE OF title, summary, body ON articles BEGIN
-        INSERT INTO article_fts(article_fts, rowid, title, summary, body)
-        VALUES ('delete', old.id, old.title, old.summary, old.body);
-        INSERT INTO article_fts(rowid, title, summary, body)
-        VALUES (new.id, new.title, new.summary, new.body);
-    END""",
-]
-
 
 def upgrade() -> None:
     op.create_table(
@@ -93,15 +70,12 @@ def upgrade() -> None:
     )
     op.create_index("ix_article_concepts_concept_id", "article_concepts", ["concept_id"])
     if op.get_bind().dialect.name == "sqlite":
-        for statement in SQLITE_FTS:
-            op.execute(statement)
+        create_fts(op.execute)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
-        for name in ("articles_fts_update", "articles_fts_delete", "articles_fts_insert"):
-            op.execute(f"DROP TRIGGER IF EXISTS {name}")
-        op.execute("DROP TABLE IF EXISTS article_fts")
+        drop_fts(op.execute)
     op.drop_table("article_concepts")
     op.drop_table("concepts")
     op.drop_table("articles")

@@ -1,0 +1,37 @@
+"""What the spiders need to know of each source before they fetch it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from db.session import session_scope
+from db.sources import due, get_source
+
+
+@dataclass(frozen=True)
+class SourceState:
+    etag: str | None
+    last_modified: str | None
+    due: bool
+    next_attempt: datetime | None
+
+    def validators(self) -> dict[str, str]:
+        """Conditional-GET headers: a server that has nothing new answers 304."""
+        headers = {}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
+
+
+def source_states(database_url: str, names: list[str]) -> dict[str, SourceState]:
+    states = {}
+    with session_scope(database_url) as session:
+        for name in names:
+            source = get_source(session, name)
+            if source is not None:
+                states[name] = SourceState(source.etag, source.last_modified, due(source),
+                                           source.next_attempt_at)
+    return states
