@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass
@@ -14,6 +15,12 @@ class ArticleItem:
     source: str = ""
     published_at: datetime | None = None
     language: str | None = None
+    kind: str = "news"  # news | paper | preprint | trial
+    doi: str | None = None
+    pmid: str | None = None
+    pmcid: str | None = None
+    nct_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
     # filled in by the pipelines
     canonical_url: str = ""
     summary: str = ""

@@ -87,6 +87,12 @@ class StorePipeline:
             published_at=item.published_at,
             source_name=item.source or None,
             mentions=item.mentions,
+            kind=item.kind,
+            doi=item.doi,
+            pmid=item.pmid,
+            pmcid=item.pmcid,
+            nct_id=item.nct_id,
+            extra=item.extra,
         )
         with session_scope(self.database_url) as session:
             outcome, _ = upsert_article(session, data)

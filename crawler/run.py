@@ -25,8 +25,8 @@ class CrawlReport:
 
     def line(self) -> str:
         return (
-            f"crawled {self.feeds - len(self.skipped)} feed(s): {self.new} new, {self.updated} "
-            f"updated, {self.unchanged} unchanged article(s); {len(self.errors)} feed(s) failed"
+            f"crawled {self.feeds - len(self.skipped)} source(s): {self.new} new, {self.updated} "
+            f"updated, {self.unchanged} unchanged article(s); {len(self.errors)} source(s) failed"
             + (f"; {self.not_modified} not modified" if self.not_modified else "")
             + (f"; {len(self.skipped)} backing off" if self.skipped else "")
             + (f"; {self.item_errors} article(s) could not be stored" if self.item_errors else "")
@@ -35,13 +35,13 @@ class CrawlReport:
 
 def run_crawl(sources: list[SourceConfig], database_url: str, log_level: str = "WARNING",
               settings: dict[str, object] | None = None) -> CrawlReport:
-    """Crawl SOURCES with the feed spider into DATABASE_URL. Runs the Twisted reactor, so it
-    can be called once per process."""
+    """Crawl SOURCES, each with the spider of its type, into DATABASE_URL. Runs the Twisted
+    reactor, so it can be called once per process."""
     os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
     from scrapy.crawler import CrawlerProcess
     from scrapy.utils.project import get_project_settings
 
-    from crawler.spiders.feeds import FeedSpider
+    from crawler.spiders import SPIDERS
 
     project = get_project_settings()
     project.set("IMMUNOFEED_DATABASE_URL", database_url)
@@ -50,8 +50,11 @@ def run_crawl(sources: list[SourceConfig], database_url: str, log_level: str = "
     for name, value in (settings or {}).items():
         project.set(name, value)
     process = CrawlerProcess(project)
-    crawler = process.create_crawler(FeedSpider)
-    process.crawl(crawler, sources=sources)
+    crawlers = []
+    for source_type in dict.fromkeys(s.type for s in sources):  # one spider per type present
+        crawler = process.create_crawler(SPIDERS[source_type])
+        process.crawl(crawler, sources=sources)
+        crawlers.append(crawler)
     try:
         process.start()
     finally:
@@ -59,16 +62,16 @@ def run_crawl(sources: list[SourceConfig], database_url: str, log_level: str = "
         # whatever runs next in this process (the demo's web server).
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    stats = crawler.stats.get_stats() if crawler.stats else {}
-    spider = crawler.spider
-    return CrawlReport(
-        feeds=len(sources),
-        new=stats.get("immunofeed/articles_new", 0),
-        updated=stats.get("immunofeed/articles_updated", 0),
-        unchanged=stats.get("immunofeed/articles_unchanged", 0),
-        fell_back=stats.get("immunofeed/pages_fell_back", 0),
-        item_errors=stats.get("immunofeed/items_failed", 0),
-        errors=dict(getattr(spider, "source_errors", {})),
-        not_modified=stats.get("immunofeed/feeds_not_modified", 0),
-        skipped=list(getattr(spider, "skipped", [])),
-    )
+    report = CrawlReport(feeds=len(sources))
+    for crawler in crawlers:
+        stats = crawler.stats.get_stats() if crawler.stats else {}
+        spider = crawler.spider
+        report.new += stats.get("immunofeed/articles_new", 0)
+        report.updated += stats.get("immunofeed/articles_updated", 0)
+        report.unchanged += stats.get("immunofeed/articles_unchanged", 0)
+        report.fell_back += stats.get("immunofeed/pages_fell_back", 0)
+        report.item_errors += stats.get("immunofeed/items_failed", 0)
+        report.not_modified += stats.get("immunofeed/feeds_not_modified", 0)
+        report.errors.update(getattr(spider, "source_errors", {}))
+        report.skipped += list(getattr(spider, "skipped", []))
+    return report

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_SOURCES = Path(__file__).parent / "sources.toml"
-SOURCE_TYPES = ("feed",)
+# Each type's own options (besides name, type, url, fetch_pages, topical) and its default url.
+TYPE_OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "feed": {},
+    "pubmed": {"query": str, "days": int, "max_results": int, "api_key": str, "tool": str,
+               "email": str},
+}
+DEFAULT_URLS = {"pubmed": "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"}
+SOURCE_TYPES = tuple(TYPE_OPTIONS)
 
 
 class SourcesError(ValueError):
@@ -22,6 +30,7 @@ class SourceConfig:
     url: str
     fetch_pages: bool = True  # follow each entry's link for the full text
     topical: bool = False  # everything it returns is on topic: keep it all
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 def _source(path: Path, index: int, table: object) -> SourceConfig:
@@ -35,16 +44,28 @@ def _source(path: Path, index: int, table: object) -> SourceConfig:
     type_ = table.get("type", "feed")
     if type_ not in SOURCE_TYPES:
         raise SourcesError(f"{where}: unknown type {type_!r} (known: {', '.join(SOURCE_TYPES)})")
-    url = table.get("url")
+    url = table.get("url", DEFAULT_URLS.get(type_))
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise SourcesError(f"{where}: url must be an http(s) URL, got {url!r}")
     flags = {}
-    for flag, default in (("fetch_pages", True), ("topical", False)):
+    for flag, default in (("fetch_pages", True), ("topical", type_ != "feed")):
         flags[flag] = table.get(flag, default)
         if not isinstance(flags[flag], bool):
             raise SourcesError(f"{where}: {flag} must be true or false")
-    return SourceConfig(name=name.strip(), type=type_, url=url, **flags)
+    options = {}
+    allowed = TYPE_OPTIONS[type_]
+    for key, value in table.items():
+        if key in ("name", "type", "url", "fetch_pages", "topical"):
+            continue
+        if key not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise SourcesError(f"{where}: unknown option {key!r} for type {type_!r} "
+                               f"(known: {known})")
+        if not isinstance(value, allowed[key]) or isinstance(value, bool):
+            raise SourcesError(f"{where}: {key} must be a {allowed[key].__name__}")
+        options[key] = value
+    return SourceConfig(name=name.strip(), type=type_, url=url, options=options, **flags)
 
 
 def load_sources(path: Path | str | None = None) -> list[SourceConfig]:
@@ -79,9 +100,14 @@ def write_sources(path: Path, sources: list[SourceConfig]) -> None:
             f"url = {_toml_string(s.url)}",
             f"fetch_pages = {'true' if s.fetch_pages else 'false'}",
             f"topical = {'true' if s.topical else 'false'}",
+            *(f"{key} = {_toml_value(value)}" for key, value in s.options.items()),
             "",
         ]
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _toml_value(value: object) -> str:
+    return str(value) if isinstance(value, int) else _toml_string(str(value))
 
 
 def _toml_string(value: str) -> str:

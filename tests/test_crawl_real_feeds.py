@@ -87,7 +87,8 @@ def test_broken_feed_is_one_clear_error_and_the_crawl_goes_on(crawl):
     assert len(errors) == 1
     assert "rss-parser/unrecognized.rss" in errors[0] and "not a readable feed" in errors[0]
     assert "Traceback" not in result.stderr
-    assert f"crawled {len(FEEDS)} feed(s)" in result.stdout and "1 feed(s) failed" in result.stdout
+    assert f"crawled {len(FEEDS)} source(s)" in result.stdout
+    assert "1 source(s) failed" in result.stdout
     with get_engine(url).connect() as c:
         (error,), = c.execute(sa.text(
             "SELECT last_error FROM sources WHERE name = 'rss-parser/unrecognized.rss'"))

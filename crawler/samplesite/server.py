@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from crawler.samplesite import render
 
@@ -27,6 +29,9 @@ class SampleSite:
         # path -> answers to give before the real one: (status, headers), for fault tests
         self.faults: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self.conditional_hits: Counter[str] = Counter()
+        # path -> handler(query) -> (status, content type, body): replayed API responses in tests
+        self.routes: dict[str, Callable[[dict[str, list[str]]], tuple[int, str, bytes]]] = {}
+        self.requests: list[tuple[float, str, dict[str, list[str]]]] = []  # (time, path, query)
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -80,13 +85,18 @@ class SampleSite:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                path = urlsplit(self.path).path
+                parts = urlsplit(self.path)
+                path = parts.path
                 site.hits[path] += 1
+                site.requests.append((time.monotonic(), path, parse_qs(parts.query)))
                 if site.faults.get(path):
                     status, headers = site.faults[path].pop(0)
                     self._answer(status, "text/plain", b"try later", headers)
                     return
-                status, content_type, body = site.route(path)
+                if path in site.routes:
+                    status, content_type, body = site.routes[path](parse_qs(parts.query))
+                else:
+                    status, content_type, body = site.route(path)
                 headers = {}
                 if status == 200 and path != "/robots.txt":
                     etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'

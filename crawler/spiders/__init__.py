@@ -1,1 +1,9 @@
 """One spider per source type."""
+
+from crawler.spiders.base import SourceSpider
+from crawler.spiders.feeds import FeedSpider
+from crawler.spiders.pubmed import PubMedSpider
+
+SPIDERS: dict[str, type[SourceSpider]] = {
+    spider.source_type: spider for spider in (FeedSpider, PubMedSpider)
+}

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import calendar
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import feedparser
 import scrapy
-from scrapy import signals
 from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
 from crawler.extract import extract_article, html_to_text
 from crawler.items import ArticleItem
-from crawler.middlewares import retry_after
-from crawler.sources import SourceConfig, load_sources
-from crawler.state import source_states
+from crawler.sources import SourceConfig
+from crawler.spiders.base import SourceSpider, failure_reason, header
+from crawler.state import SourceState
 from db.sources import CrawlOutcome
 
 
@@ -42,83 +41,30 @@ def _without_heading(text: str, title: str) -> str:
     return rest.lstrip() if " ".join(first.split()) == title else text
 
 
-def _header(response: Response, name: str) -> str | None:
-    value = response.headers.get(name)
-    return value.decode("latin-1") if value else None
-
-
-def _failure_reason(failure: Failure) -> str:
-    response = getattr(failure.value, "response", None)
-    if response is not None:
-        return f"HTTP {response.status}"
-    return failure.getErrorMessage() or failure.type.__name__
-
-
-class FeedSpider(scrapy.Spider):
+class FeedSpider(SourceSpider):
     name = "feed"
+    source_type = "feed"
 
-    def __init__(self, sources: list[SourceConfig] | None = None, sources_file: str | None = None,
-                 **kwargs: Any):
-        super().__init__(**kwargs)
-        chosen = sources if sources is not None else load_sources(sources_file)
-        self.sources = [s for s in chosen if s.type == "feed"]
-        self.outcomes: dict[str, CrawlOutcome] = {}
-        self.skipped: list[str] = []
-
-    @classmethod
-    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> FeedSpider:
-        spider = super().from_crawler(crawler, *args, **kwargs)
-        crawler.signals.connect(spider._item_failed, signal=signals.item_error)
-        return spider
-
-    def _item_failed(self, item: Any, response: Any, spider: Any, failure: Failure) -> None:
-        self.crawler.stats.inc_value("immunofeed/items_failed")
-
-    @property
-    def source_errors(self) -> dict[str, str]:
-        return {name: o.error for name, o in self.outcomes.items() if o.error}
-
-    async def start(self) -> AsyncIterator[scrapy.Request]:
-        states = source_states(self.settings.get("IMMUNOFEED_DATABASE_URL"),
-                               [s.name for s in self.sources])
-        for source in self.sources:
-            state = states.get(source.name)
-            if state is not None and not state.due:
-                self.skipped.append(source.name)
-                self.logger.info("feed %r: backing off until %s", source.name, state.next_attempt)
-                continue
-            headers = state.validators() if state else {}
-            yield scrapy.Request(
-                source.url,
-                callback=self.parse_feed,
-                errback=self.feed_failed,
-                cb_kwargs={"source": source},
-                headers=headers,
-                meta={"handle_httpstatus_list": [304]},
-                dont_filter=True,
-            )
-
-    def _source_error(self, source: SourceConfig, message: str,
-                      retry_after: timedelta | None = None) -> None:
-        self.outcomes[source.name] = CrawlOutcome(error=message, retry_after=retry_after)
-        self.crawler.stats.inc_value("immunofeed/feeds_failed")
-        self.logger.error("feed %r: %s", source.name, message)
-
-    def feed_failed(self, failure: Failure) -> None:
-        source = failure.request.cb_kwargs["source"]
-        response = getattr(failure.value, "response", None)
-        wait = retry_after(response) if response is not None else None
-        self._source_error(source, f"{_failure_reason(failure)} fetching {failure.request.url}",
-                           wait)
+    def first_requests(self, source: SourceConfig,
+                       state: SourceState | None) -> Iterable[scrapy.Request]:
+        yield scrapy.Request(
+            source.url,
+            callback=self.parse_feed,
+            errback=self.request_failed,
+            cb_kwargs={"source": source},
+            headers=state.validators() if state else {},
+            meta={"handle_httpstatus_list": [304]},
+            dont_filter=True,
+        )
 
     def parse_feed(self, response: Response, source: SourceConfig) -> Iterator[Any]:
         if response.status == 304:
-            self.outcomes[source.name] = CrawlOutcome(not_modified=True)
+            self.source_succeeded(source, CrawlOutcome(not_modified=True))
             self.crawler.stats.inc_value("immunofeed/feeds_not_modified")
             return
-        self.outcomes[source.name] = CrawlOutcome(
-            etag=_header(response, "ETag"), last_modified=_header(response, "Last-Modified")
-        )
+        self.source_succeeded(source, CrawlOutcome(
+            etag=header(response, "ETag"), last_modified=header(response, "Last-Modified")
+        ))
         yield from self._entries(response, source)
 
     def _entries(self, response: Response, source: SourceConfig) -> Iterator[Any]:
@@ -130,7 +76,8 @@ class FeedSpider(scrapy.Spider):
         if not parsed.entries:
             if parsed.bozo or not parsed.version:
                 problem = parsed.get("bozo_exception") or "no feed found"
-                self._source_error(source, f"not a readable feed at {response.url} ({problem})")
+                self.outcomes.pop(source.name, None)
+                self.source_failed(source, f"not a readable feed at {response.url} ({problem})")
             else:
                 self.logger.info("feed %r: no entries", source.name)
             return
@@ -193,7 +140,7 @@ class FeedSpider(scrapy.Spider):
     def article_failed(self, failure: Failure) -> Iterator[ArticleItem]:
         item: ArticleItem = failure.request.cb_kwargs["from_feed"]
         self.logger.warning(
-            "article %s: %s; using the feed's text", failure.request.url, _failure_reason(failure)
+            "article %s: %s; using the feed's text", failure.request.url, failure_reason(failure)
         )
         self.crawler.stats.inc_value("immunofeed/pages_fell_back")
         yield item
