@@ -14,8 +14,12 @@ TYPE_OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "feed": {},
     "pubmed": {"query": str, "days": int, "max_results": int, "api_key": str, "tool": str,
                "email": str},
+    "clinicaltrials": {"cond": str, "intr": str, "term": str, "days": int, "max_results": int},
 }
-DEFAULT_URLS = {"pubmed": "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"}
+DEFAULT_URLS = {
+    "pubmed": "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/",
+    "clinicaltrials": "https://clinicaltrials.gov/api/v2/",
+}
 SOURCE_TYPES = tuple(TYPE_OPTIONS)
 
 

@@ -1,9 +1,10 @@
 """One spider per source type."""
 
 from crawler.spiders.base import SourceSpider
+from crawler.spiders.clinicaltrials import ClinicalTrialsSpider
 from crawler.spiders.feeds import FeedSpider
 from crawler.spiders.pubmed import PubMedSpider
 
 SPIDERS: dict[str, type[SourceSpider]] = {
-    spider.source_type: spider for spider in (FeedSpider, PubMedSpider)
+    spider.source_type: spider for spider in (FeedSpider, PubMedSpider, ClinicalTrialsSpider)
 }
