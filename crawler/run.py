@@ -20,6 +20,7 @@ class CrawlReport:
     fell_back: int = 0
     item_errors: int = 0
     not_modified: int = 0
+    known: int = 0
     skipped: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -28,6 +29,7 @@ class CrawlReport:
             f"crawled {self.feeds - len(self.skipped)} source(s): {self.new} new, {self.updated} "
             f"updated, {self.unchanged} unchanged article(s); {len(self.errors)} source(s) failed"
             + (f"; {self.not_modified} not modified" if self.not_modified else "")
+            + (f"; {self.known} already stored" if self.known else "")
             + (f"; {len(self.skipped)} backing off" if self.skipped else "")
             + (f"; {self.item_errors} article(s) could not be stored" if self.item_errors else "")
         )
@@ -72,6 +74,7 @@ def run_crawl(sources: list[SourceConfig], database_url: str, log_level: str = "
         report.fell_back += stats.get("immunofeed/pages_fell_back", 0)
         report.item_errors += stats.get("immunofeed/items_failed", 0)
         report.not_modified += stats.get("immunofeed/feeds_not_modified", 0)
+        report.known += stats.get("immunofeed/articles_known", 0)
         report.errors.update(getattr(spider, "source_errors", {}))
         report.skipped += list(getattr(spider, "skipped", []))
     return report

@@ -35,3 +35,23 @@ def source_states(database_url: str, names: list[str]) -> dict[str, SourceState]
                 states[name] = SourceState(source.etag, source.last_modified, due(source),
                                            source.next_attempt_at)
     return states
+
+
+def stored_urls(database_url: str, urls: list[str]) -> set[str]:
+    """Which of URLS (as linked, or canonical) are already stored as articles."""
+    from sqlalchemy import or_, select
+
+    from db.models import Article
+
+    if not urls:
+        return set()
+    found: set[str] = set()
+    with session_scope(database_url) as session:
+        rows = session.execute(
+            select(Article.url, Article.canonical_url).where(
+                or_(Article.url.in_(urls), Article.canonical_url.in_(urls))
+            )
+        )
+        for url, canonical in rows:
+            found.update((url, canonical))
+    return found

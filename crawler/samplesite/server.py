@@ -32,6 +32,7 @@ class SampleSite:
         # path -> handler(query) -> (status, content type, body): replayed API responses in tests
         self.routes: dict[str, Callable[[dict[str, list[str]]], tuple[int, str, bytes]]] = {}
         self.requests: list[tuple[float, str, dict[str, list[str]]]] = []  # (time, path, query)
+        self.page_delay = 0.0  # seconds before each article page is answered (slow-site tests)
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -93,6 +94,8 @@ class SampleSite:
                     status, headers = site.faults[path].pop(0)
                     self._answer(status, "text/plain", b"try later", headers)
                     return
+                if path.startswith("/articles/") and site.page_delay:
+                    time.sleep(site.page_delay)
                 if path in site.routes:
                     status, content_type, body = site.routes[path](parse_qs(parts.query))
                 else:

@@ -16,7 +16,8 @@ from crawler.extract import extract_article, html_to_text
 from crawler.items import ArticleItem
 from crawler.sources import SourceConfig
 from crawler.spiders.base import SourceSpider, failure_reason, header
-from crawler.state import SourceState
+from crawler.state import SourceState, stored_urls
+from crawler.urls import canonical_url
 from db.sources import CrawlOutcome
 
 
@@ -86,7 +87,15 @@ class FeedSpider(SourceSpider):
                 "feed %r: malformed but readable (%s)", source.name, parsed.bozo_exception
             )
         self.crawler.stats.inc_value("immunofeed/feeds_read")
-        for entry in parsed.entries:
+        links = [response.urljoin(e.get("link") or "") for e in parsed.entries]
+        # The database is the crawl's durable record: an entry already stored is not fetched
+        # again, and one a killed crawl never stored is fetched on the next run.
+        known = stored_urls(self.settings.get("IMMUNOFEED_DATABASE_URL"),
+                            links + [canonical_url(link) for link in links])
+        for entry, link in zip(parsed.entries, links, strict=True):
+            if link in known or canonical_url(link) in known:
+                self.crawler.stats.inc_value("immunofeed/articles_known")
+                continue
             yield from self._entry(response, source, entry, parsed.feed.get("language"))
 
     def _entry(self, response: Response, source: SourceConfig, entry: Any,
@@ -115,6 +124,7 @@ class FeedSpider(SourceSpider):
             callback=self.parse_article,
             errback=self.article_failed,
             cb_kwargs={"from_feed": item},
+            dont_filter=True,  # dedupe against the database above, which survives a kill
         )
 
     def parse_article(self, response: Response, from_feed: ArticleItem) -> Iterator[ArticleItem]:
