@@ -25,3 +25,4 @@ class ArticleItem:
     canonical_url: str = ""
     summary: str = ""
     mentions: dict[str, int] = field(default_factory=dict)
+    signature: list[int] | None = None  # MinHash of the text, for near-duplicate stories

@@ -1,16 +1,19 @@
-"""Item pipelines, in order: normalize -> tag -> store."""
+"""Item pipelines, in order: normalize -> dedupe -> tag -> store."""
 
 from __future__ import annotations
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 
+from crawler.dedupe import signature
 from crawler.items import ArticleItem
 from crawler.urls import canonical_url
 from db.articles import ArticleData, upsert_article
 from db.concepts import ConceptData, sync_concepts
+from db.models import Article
 from db.session import session_scope
 from db.sources import CrawlOutcome, get_or_create_source, record_crawl
+from db.stories import assign_story
 from nlp.language import guess_language
 from nlp.tagger import annotate_article
 from nlp.vocabulary import Concept, vocabulary
@@ -32,6 +35,16 @@ class NormalizePipeline:
             raise DropItem(f"not a web address: {item.url[:200]}")
         item.body = _paragraphs(item.body)
         item.canonical_url = canonical_url(item.canonical_url or item.url)
+        return item
+
+
+class DedupePipeline:
+    """A MinHash signature of each news article, so the store can group the same story carried
+    by several sources. Papers and trials are one record per work by their identifiers."""
+
+    def process_item(self, item: ArticleItem) -> ArticleItem:
+        if item.kind == "news":
+            item.signature = signature(item.title, item.body)
         return item
 
 
@@ -95,7 +108,11 @@ class StorePipeline:
             extra=item.extra,
         )
         with session_scope(self.database_url) as session:
-            outcome, _ = upsert_article(session, data)
+            outcome, article_id = upsert_article(session, data)
+            if item.signature is not None and outcome != "unchanged":
+                article = session.get(Article, article_id)
+                if article is not None:
+                    assign_story(session, article, item.signature)
         self.crawler.stats.inc_value(f"immunofeed/articles_{outcome}")
         return item
 

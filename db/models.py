@@ -7,11 +7,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -92,6 +95,7 @@ class Article(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     relevance: Mapped[float] = mapped_column(Float, default=1.0)
     filtered: Mapped[bool] = mapped_column(Boolean, default=False)
+    story_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
     source: Mapped[Source | None] = relationship(back_populates="articles")
     concepts: Mapped[list[ArticleConcept]] = relationship(
@@ -109,6 +113,25 @@ class Concept(Base):
     synonyms: Mapped[list[str]] = mapped_column(JSON, default=list)
     xrefs: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     parent_slug: Mapped[str | None] = mapped_column(String(200))
+
+
+class ArticleSignature(Base):
+    __tablename__ = "article_signatures"
+
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    )
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ArticleBand(Base):
+    __tablename__ = "article_bands"
+
+    band: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    key: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class ArticleConcept(Base):

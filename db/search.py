@@ -68,7 +68,8 @@ def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str]) ->
             func.bm25(_fts_col, TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT).label("rank"),
             func.snippet(_fts_col, -1, MARK_START, MARK_END, "…", 32).label("snippet"),
         ]
-    stmt = select(*columns)
+    # a story told by several sources is listed once, under the article that first carried it
+    stmt = select(*columns).where(Article.story_id.is_(None))
     if use_fts:
         stmt = stmt.join(_fts, _fts.c.rowid == Article.id).where(
             _fts_col.op("MATCH")(to_fts5(query))

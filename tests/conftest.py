@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.samplesite import SampleSite
+from crawler.samplesite import SampleSite, render
 from crawler.sources import SourceConfig, write_sources
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -54,7 +54,7 @@ def sample_site() -> Iterator[SampleSite]:
 def sample_sources(site: SampleSite) -> list[SourceConfig]:
     return [
         SourceConfig(name=f"Oncology Wire {name}", type="feed", url=site.feed_url(name))
-        for name in ("news", "research", "briefs")
+        for name in render.FEEDS
     ]
 
 

@@ -75,7 +75,7 @@ def test_demo_crawls_serves_and_reruns_without_duplicates(tmp_path):
 
     process = _run_demo(tmp_path, port, sample_port)
     out, _ = _stop(process)
-    assert "0 new, 0 updated, 0 unchanged article(s); 0 source(s) failed; 3 not modified" in out
+    assert "0 new, 0 updated, 0 unchanged article(s); 0 source(s) failed; 4 not modified" in out
     engine = sa.create_engine(f"sqlite:///{tmp_path}/var/immunofeed.db")
     with engine.connect() as c:
         assert c.execute(sa.text("SELECT count(*) FROM articles")).scalar() == total

@@ -8,6 +8,7 @@ from markupsafe import Markup, escape
 from db.articles import get_article
 from db.concepts import concepts_for_articles
 from db.search import MARK_END, MARK_START, search_articles
+from db.stories import also_reported
 from webapp import db_session
 from webapp.params import FACET_PARAMS, BadParameter, SearchParams
 
@@ -47,12 +48,14 @@ def _search_page(template: str, params: SearchParams) -> str:
         per_page=PER_PAGE,
         sort=params.sort,
     )
-    tags = concepts_for_articles(session, (hit.article.id for hit in page.hits))
+    ids = [hit.article.id for hit in page.hits]
+    tags = concepts_for_articles(session, ids)
     return render_template(
         template,
         params=params,
         page=page,
         tags=tags,
+        also=also_reported(session, ids),
         feed_url=url_for("feeds.json_feed", **params.query_args(page=None, sort=None)),
     )
 
@@ -81,7 +84,11 @@ def article(article_id: int) -> str:
     if found is None:
         abort(404, description="There is no article with that number.")
     tags = concepts_for_articles(session, [found.id])[found.id]
-    return render_template("article.html", article=found, tags=tags)
+    lead = get_article(session, found.story_id) if found.story_id else None
+    also = also_reported(session, [lead.id if lead else found.id])
+    others = [a for a in ([lead] if lead else []) + also.get(lead.id if lead else found.id, [])
+              if a.id != found.id]
+    return render_template("article.html", article=found, tags=tags, others=others)
 
 
 @bp.get("/about")

@@ -14,7 +14,8 @@ from xml.etree import ElementTree as ET
 ARTICLES = Path(__file__).parent / "articles.toml"
 SITE_NAME = "The Oncology Wire"
 ATOM = "http://www.w3.org/2005/Atom"
-FEEDS = {"news": "news.rss", "research": "research.atom", "briefs": "briefs.rss"}
+FEEDS = {"news": "news.rss", "research": "research.atom", "briefs": "briefs.rss",
+         "partners": "partners.rss"}
 
 
 @dataclass(frozen=True)
