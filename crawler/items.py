@@ -26,3 +26,6 @@ class ArticleItem:
     summary: str = ""
     mentions: dict[str, int] = field(default_factory=dict)
     signature: list[int] | None = None  # MinHash of the text, for near-duplicate stories
+    topical: bool = False  # from a source whose every item is on topic
+    relevance: float = 1.0
+    filtered: bool = False

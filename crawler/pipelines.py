@@ -15,6 +15,8 @@ from db.session import session_scope
 from db.sources import CrawlOutcome, get_or_create_source, record_crawl
 from db.stories import assign_story
 from nlp.language import guess_language
+from nlp.relevance import THRESHOLD as RELEVANCE_THRESHOLD
+from nlp.relevance import relevance
 from nlp.tagger import annotate_article
 from nlp.vocabulary import Concept, vocabulary
 
@@ -52,9 +54,13 @@ class TagPipeline:
     """Entities and summary from nlp, the language guessed when the page did not say."""
 
     def process_item(self, item: ArticleItem) -> ArticleItem:
-        annotation = annotate_article(item.title, item.body)
+        title = " ".join(item.title.split())
+        annotation = annotate_article(title, item.body)
         item.summary = annotation.summary
         item.mentions = dict(annotation.mention_counts())
+        item.relevance = relevance(annotation.entities, len(title))
+        # off-topic items from general sources are kept, but out of the site, feeds and digests
+        item.filtered = not item.topical and item.relevance < RELEVANCE_THRESHOLD
         item.language = item.language or guess_language(f"{item.title}\n{item.body}")
         return item
 
@@ -106,6 +112,8 @@ class StorePipeline:
             pmcid=item.pmcid,
             nct_id=item.nct_id,
             extra=item.extra,
+            relevance=item.relevance,
+            filtered=item.filtered,
         )
         with session_scope(self.database_url) as session:
             outcome, article_id = upsert_article(session, data)

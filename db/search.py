@@ -69,7 +69,8 @@ def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str]) ->
             func.snippet(_fts_col, -1, MARK_START, MARK_END, "…", 32).label("snippet"),
         ]
     # a story told by several sources is listed once, under the article that first carried it
-    stmt = select(*columns).where(Article.story_id.is_(None))
+    # off-topic articles (filtered) are kept but never listed
+    stmt = select(*columns).where(Article.story_id.is_(None), Article.filtered.is_(False))
     if use_fts:
         stmt = stmt.join(_fts, _fts.c.rowid == Article.id).where(
             _fts_col.op("MATCH")(to_fts5(query))

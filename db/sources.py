@@ -109,3 +109,13 @@ def source_statuses(session: Session) -> list[SourceStatus]:
                      s.next_attempt_at, counts.get(s.id, 0))
         for s in session.scalars(select(Source).order_by(Source.name))
     ]
+
+
+def filtered_articles(session: Session, limit: int = 200) -> list[Article]:
+    """Articles kept out of the site as off-topic, most recent first."""
+    from sqlalchemy.orm import selectinload
+
+    return list(session.scalars(
+        select(Article).options(selectinload(Article.source)).where(Article.filtered.is_(True))
+        .order_by(Article.fetched_at.desc(), Article.id.desc()).limit(limit)
+    ))

@@ -115,6 +115,8 @@ def test_pubmed_crawl_stores_papers_politely(eutils, sample_site, tmp_path):
         rows = c.execute(sa.text("SELECT pmid, doi, pmcid, kind, body, extra, canonical_url "
                                  "FROM articles ORDER BY pmid")).all()
     assert len(rows) == 9 and {r.kind for r in rows} == {"paper"}
+    with get_engine(url).connect() as c:  # a topical source keeps even off-topic records
+        assert c.execute(sa.text("SELECT count(*) FROM articles WHERE filtered")).scalar() == 0
     nejm = next(r for r in rows if r.pmid == "29768149")
     assert nejm.doi == "10.1056/nejmoa1715274"
     assert nejm.canonical_url == "https://pubmed.ncbi.nlm.nih.gov/29768149/"

@@ -109,14 +109,22 @@ def crawl(sources_file: str | None, verbose: bool, overrides: tuple[str, ...]) -
 
 
 @cli.command("sources")
+@click.option("--filtered", is_flag=True,
+              help="List the articles kept out of the site as off-topic instead.")
 @friendly_errors
-def list_sources() -> None:
+def list_sources(filtered: bool) -> None:
     """List every source with its type, health, last success, last error and article count."""
     from db.session import session_scope
-    from db.sources import source_statuses
+    from db.sources import filtered_articles, source_statuses
 
     url = settings.database_url()
     prepare_database(url)
+    if filtered:
+        with session_scope(url) as session:
+            for a in filtered_articles(session):
+                source = a.source.name if a.source else "-"
+                click.echo(f"{a.relevance:.2f}\t{source}\t{a.title}\t{a.url}")
+        return
     with session_scope(url) as session:
         statuses = source_statuses(session)
     if not statuses:

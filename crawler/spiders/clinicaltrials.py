@@ -30,7 +30,7 @@ def _date(value: str | None) -> datetime | None:
     return parse_partial_date(parts[0], *(parts[1:3]))
 
 
-def study_item(study: dict[str, Any], source: str) -> ArticleItem | None:
+def study_item(study: dict[str, Any], source: str, topical: bool = True) -> ArticleItem | None:
     protocol = study.get("protocolSection") or {}
     ident = protocol.get("identificationModule") or {}
     nct = ident.get("nctId")
@@ -52,6 +52,7 @@ def study_item(study: dict[str, Any], source: str) -> ArticleItem | None:
         published_at=_date((status.get("studyFirstPostDateStruct") or {}).get("date")),
         language="en",
         kind="trial",
+        topical=topical,
         nct_id=nct,
         extra={
             "official_title": ident.get("officialTitle"),
@@ -105,7 +106,8 @@ class ClinicalTrialsSpider(SourceSpider):
             return
         self.source_succeeded(source)
         for study in studies:
-            item = study_item(study, source.name) if isinstance(study, dict) else None
+            item = study_item(study, source.name, source.topical) if isinstance(study, dict) \
+                else None
             if item is not None:
                 yield item
         seen += len(studies)

@@ -115,6 +115,7 @@ class FeedSpider(SourceSpider):
             source=source.name,
             published_at=_entry_time(entry),
             language=(feed_language or "").split("-")[0].lower() or None,
+            topical=source.topical,
         )
         if not source.fetch_pages:
             yield item

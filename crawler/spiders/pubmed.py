@@ -29,8 +29,9 @@ def _kind(record: PubMedRecord) -> str:
     return "preprint" if "Preprint" in record.publication_types else "paper"
 
 
-def record_item(record: PubMedRecord, source: str) -> ArticleItem:
+def record_item(record: PubMedRecord, source: str, topical: bool = True) -> ArticleItem:
     return ArticleItem(
+        topical=topical,
         url=record.url,
         canonical_url=record.url,
         title=record.title,
@@ -114,4 +115,4 @@ class PubMedSpider(SourceSpider):
         self.source_succeeded(source)
         for record in records:
             if record.title:
-                yield record_item(record, source.name)
+                yield record_item(record, source.name, source.topical)
