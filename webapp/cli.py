@@ -167,6 +167,49 @@ def tag() -> None:
 
 
 @cli.command()
+@click.argument("page")
+@friendly_errors
+def extract(page: str) -> None:
+    """Print the article in PAGE (an HTML file or an http(s) URL) as JSON: title, text,
+    published, authors, language. The same code the spiders use."""
+    import json
+
+    from crawler.extract import extract_article
+
+    if page.startswith(("http://", "https://")):
+        html, url = _fetch(page), page
+    else:
+        try:
+            html, url = Path(page).read_bytes(), None
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {page}: {exc.strerror}") from None
+    found = extract_article(html, url)
+    if found is None:
+        raise click.ClickException(f"no article text found in {page}")
+    click.echo(json.dumps(found.as_json(), ensure_ascii=False))
+
+
+def _fetch(url: str) -> bytes:
+    import urllib.error
+    import urllib.request
+
+    from crawler.settings import DOWNLOAD_MAXSIZE, DOWNLOAD_TIMEOUT, USER_AGENT
+
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as response:
+            data = response.read(DOWNLOAD_MAXSIZE + 1)
+    except urllib.error.HTTPError as exc:
+        raise click.ClickException(f"cannot fetch {url}: HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise click.ClickException(f"cannot fetch {url}: {reason}") from None
+    if len(data) > DOWNLOAD_MAXSIZE:
+        raise click.ClickException(f"{url} is larger than {DOWNLOAD_MAXSIZE} bytes")
+    return data
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @friendly_errors

@@ -36,12 +36,6 @@ def _entry_text(entry: Any) -> str:
     return html_to_text(entry.get("summary") or entry.get("description") or "")
 
 
-def _without_heading(text: str, title: str) -> str:
-    """Page text without a first line that only repeats the headline."""
-    first, _, rest = text.partition("\n")
-    return rest.lstrip() if " ".join(first.split()) == title else text
-
-
 class FeedSpider(SourceSpider):
     name = "feed"
     source_type = "feed"
@@ -136,9 +130,8 @@ class FeedSpider(SourceSpider):
             self.logger.info("article %s: no article text found; using the feed's", response.url)
             yield from_feed
             return
-        text = _without_heading(extracted.text, from_feed.title)
-        if len(text) >= len(from_feed.body):
-            from_feed.body = text
+        if len(extracted.text) >= len(from_feed.body):
+            from_feed.body = extracted.text
         from_feed.url = response.url
         if extracted.canonical_url:
             canonical = response.urljoin(extracted.canonical_url)
