@@ -12,6 +12,7 @@ DEFAULT_SOURCES = Path(__file__).parent / "sources.toml"
 # Each type's own options (besides name, type, url, fetch_pages, topical) and its default url.
 TYPE_OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "feed": {},
+    "sitemap": {},
     "pubmed": {"query": str, "days": int, "max_results": int, "api_key": str, "tool": str,
                "email": str},
     "clinicaltrials": {"cond": str, "intr": str, "term": str, "days": int, "max_results": int},

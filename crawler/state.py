@@ -15,6 +15,7 @@ class SourceState:
     last_modified: str | None
     due: bool
     next_attempt: datetime | None
+    last_success: datetime | None = None
 
     def validators(self) -> dict[str, str]:
         """Conditional-GET headers: a server that has nothing new answers 304."""
@@ -33,25 +34,25 @@ def source_states(database_url: str, names: list[str]) -> dict[str, SourceState]
             source = get_source(session, name)
             if source is not None:
                 states[name] = SourceState(source.etag, source.last_modified, due(source),
-                                           source.next_attempt_at)
+                                           source.next_attempt_at, source.last_crawled_at)
     return states
 
 
-def stored_urls(database_url: str, urls: list[str]) -> set[str]:
-    """Which of URLS (as linked, or canonical) are already stored as articles."""
+def stored_urls(database_url: str, urls: list[str]) -> dict[str, datetime]:
+    """Which of URLS (as linked, or canonical) are already stored, with when they were fetched."""
     from sqlalchemy import or_, select
 
     from db.models import Article
 
+    found: dict[str, datetime] = {}
     if not urls:
-        return set()
-    found: set[str] = set()
+        return found
     with session_scope(database_url) as session:
         rows = session.execute(
-            select(Article.url, Article.canonical_url).where(
+            select(Article.url, Article.canonical_url, Article.fetched_at).where(
                 or_(Article.url.in_(urls), Article.canonical_url.in_(urls))
             )
         )
-        for url, canonical in rows:
-            found.update((url, canonical))
+        for url, canonical, fetched in rows:
+            found[url] = found[canonical] = fetched
     return found

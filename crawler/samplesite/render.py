@@ -100,6 +100,43 @@ def feed(base: str, name: str) -> bytes:
     return atom(base, name) if FEEDS[name].endswith(".atom") else rss(base, name)
 
 
+SITEMAP = "http://www.sitemaps.org/schemas/sitemap/0.9"
+NEWS = "http://www.google.com/schemas/sitemap-news/0.9"
+SITEMAPS = {"news": ("news", "briefs"), "research": ("research",)}
+
+
+def sitemap_index(base: str) -> bytes:
+    ET.register_namespace("", SITEMAP)
+    root = ET.Element(f"{{{SITEMAP}}}sitemapindex")
+    for name, feeds in SITEMAPS.items():
+        node = ET.SubElement(root, f"{{{SITEMAP}}}sitemap")
+        ET.SubElement(node, f"{{{SITEMAP}}}loc").text = f"{base}/sitemaps/{name}.xml"
+        newest = max(s.published for s in stories() if s.feed in feeds)
+        ET.SubElement(node, f"{{{SITEMAP}}}lastmod").text = newest.isoformat()
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def sitemap(base: str, name: str) -> bytes:
+    """"news" is a Google News sitemap, "research" a plain one."""
+    ET.register_namespace("", SITEMAP)
+    ET.register_namespace("news", NEWS)
+    root = ET.Element(f"{{{SITEMAP}}}urlset")
+    for story in stories():
+        if story.feed not in SITEMAPS[name] or not story.page or story.path:
+            continue
+        url = ET.SubElement(root, f"{{{SITEMAP}}}url")
+        ET.SubElement(url, f"{{{SITEMAP}}}loc").text = base + story.page_path
+        ET.SubElement(url, f"{{{SITEMAP}}}lastmod").text = story.published.isoformat()
+        if name == "news":
+            news = ET.SubElement(url, f"{{{NEWS}}}news")
+            publication = ET.SubElement(news, f"{{{NEWS}}}publication")
+            ET.SubElement(publication, f"{{{NEWS}}}name").text = SITE_NAME
+            ET.SubElement(publication, f"{{{NEWS}}}language").text = story.lang
+            ET.SubElement(news, f"{{{NEWS}}}publication_date").text = story.published.isoformat()
+            ET.SubElement(news, f"{{{NEWS}}}title").text = story.title
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
 def _chrome(title: str, lang: str, head: str, main: str) -> str:
     others = "".join(
         f'<li><a href="{escape(s.page_path)}">{escape(s.title)}</a></li>' for s in stories()[:6]

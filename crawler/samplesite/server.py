@@ -66,6 +66,10 @@ class SampleSite:
             return 200, "text/plain", ROBOTS
         if path in ("/", "/index.html"):
             return 200, "text/html; charset=utf-8", render.index_page().encode()
+        if path == "/sitemap_index.xml":
+            return 200, "application/xml", render.sitemap_index(base)
+        if path.startswith("/sitemaps/") and path[len("/sitemaps/"):-4] in render.SITEMAPS:
+            return 200, "application/xml", render.sitemap(base, path[len("/sitemaps/"):-4])
         if path.startswith("/feeds/"):
             for name, filename in render.FEEDS.items():
                 if path == f"/feeds/{filename}":

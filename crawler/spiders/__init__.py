@@ -4,7 +4,9 @@ from crawler.spiders.base import SourceSpider
 from crawler.spiders.clinicaltrials import ClinicalTrialsSpider
 from crawler.spiders.feeds import FeedSpider
 from crawler.spiders.pubmed import PubMedSpider
+from crawler.spiders.sitemap import SitemapSpider
 
 SPIDERS: dict[str, type[SourceSpider]] = {
-    spider.source_type: spider for spider in (FeedSpider, PubMedSpider, ClinicalTrialsSpider)
+    spider.source_type: spider
+    for spider in (FeedSpider, PubMedSpider, ClinicalTrialsSpider, SitemapSpider)
 }
