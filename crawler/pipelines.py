@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
+from sqlalchemy.orm import Session
 
 from crawler.dedupe import signature
 from crawler.items import ArticleItem
@@ -11,7 +15,7 @@ from crawler.urls import canonical_url
 from db.articles import ArticleData, upsert_article
 from db.concepts import ConceptData, sync_concepts
 from db.models import Article
-from db.session import session_scope
+from db.session import new_session, session_scope
 from db.sources import CrawlOutcome, get_or_create_source, record_crawl
 from db.stories import assign_story
 from nlp.language import guess_language
@@ -19,6 +23,8 @@ from nlp.relevance import THRESHOLD as RELEVANCE_THRESHOLD
 from nlp.relevance import relevance
 from nlp.tagger import annotate_article
 from nlp.vocabulary import Concept, vocabulary
+
+logger = logging.getLogger(__name__)
 
 
 def _paragraphs(text: str) -> str:
@@ -77,11 +83,19 @@ def concept_data(concept: Concept) -> ConceptData:
 
 
 class StorePipeline:
-    """Upsert by canonical URL: a re-crawl updates in place and never duplicates."""
+    """Upsert by work (identifier or canonical URL): a re-crawl updates in place and never
+    duplicates. Writes are committed in batches (STORE_BATCH_ITEMS items or
+    STORE_BATCH_SECONDS); an item not yet committed when a crawl is killed was never stored, so
+    the next crawl fetches it again."""
 
     def __init__(self, database_url: str, crawler: Crawler):
         self.database_url = database_url
         self.crawler = crawler
+        self.batch_items = crawler.settings.getint("STORE_BATCH_ITEMS", 50)
+        self.batch_seconds = crawler.settings.getfloat("STORE_BATCH_SECONDS", 1.0)
+        self._session: Session | None = None
+        self._pending: list[str] = []  # outcomes waiting for the commit
+        self._opened = 0.0
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
@@ -115,16 +129,41 @@ class StorePipeline:
             relevance=item.relevance,
             filtered=item.filtered,
         )
-        with session_scope(self.database_url) as session:
+        if self._session is None:
+            self._session, self._opened = new_session(self.database_url), time.monotonic()
+        session = self._session
+        with session.begin_nested():  # a failing item rolls back alone, not the batch
             outcome, article_id = upsert_article(session, data)
             if item.signature is not None and outcome != "unchanged":
                 article = session.get(Article, article_id)
                 if article is not None:
                     assign_story(session, article, item.signature)
-        self.crawler.stats.inc_value(f"immunofeed/articles_{outcome}")
+        self._pending.append(outcome)
+        if (len(self._pending) >= self.batch_items
+                or time.monotonic() - self._opened >= self.batch_seconds):
+            self._commit()
         return item
 
+    def _commit(self) -> None:
+        session, pending = self._session, self._pending
+        self._session, self._pending = None, []
+        if session is None:
+            return
+        try:
+            session.commit()
+        except Exception:
+            session.rollback()
+            self.crawler.stats.inc_value("immunofeed/items_failed", len(pending))
+            logger.exception("could not store %d article(s); the next crawl fetches them again",
+                             len(pending))
+            return
+        finally:
+            session.close()
+        for outcome in pending:
+            self.crawler.stats.inc_value(f"immunofeed/articles_{outcome}")
+
     def close_spider(self) -> None:
+        self._commit()
         outcomes: dict[str, CrawlOutcome] = getattr(self.crawler.spider, "outcomes", {})
         with session_scope(self.database_url) as session:
             for name, outcome in outcomes.items():

@@ -128,7 +128,7 @@ class ArticleBand(Base):
     __tablename__ = "article_bands"
 
     band: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    key: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    key: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)
     article_id: Mapped[int] = mapped_column(
         ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True, index=True
     )

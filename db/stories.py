@@ -13,7 +13,7 @@ import struct
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Article, ArticleBand, ArticleSignature
@@ -36,8 +36,8 @@ def band_keys(signature: Sequence[int]) -> list[tuple[int, int]]:
         raise ValueError(f"a signature has {NUM_PERM} values, not {len(signature)}")
     keys = []
     for band in range(BANDS):
-        digest = hashlib.blake2b(_pack(signature[band * ROWS:(band + 1) * ROWS]),
-                                 digest_size=8).digest()
+        values = _pack(signature[band * ROWS:(band + 1) * ROWS])
+        digest = hashlib.blake2b(values, digest_size=8, person=band.to_bytes(2, "big")).digest()
         keys.append((band, int.from_bytes(digest, "big", signed=True)))
     return keys
 
@@ -53,7 +53,7 @@ def assign_story(session: Session, article: Article, signature: Sequence[int]) -
     session.execute(delete(ArticleBand).where(ArticleBand.article_id == article.id))
     candidates = set(session.scalars(
         select(ArticleBand.article_id).where(
-            tuple_(ArticleBand.band, ArticleBand.key).in_(keys),
+            ArticleBand.key.in_([key for _, key in keys]),  # band-specific keys: index lookup
             ArticleBand.article_id != article.id,
         )
     ))

@@ -28,24 +28,28 @@ def is_case_sensitive(form: str) -> bool:
     return len(form) <= 6 and sum(ch.isupper() for ch in form) >= 2
 
 
-def patterns_for(nlp: Language, concept: Concept) -> list[dict[str, Any]]:
-    patterns: list[dict[str, Any]] = []
-    for form in surface_forms(concept):
-        if is_case_sensitive(form):
-            pattern: Any = [{"ORTH": token.text} for token in nlp.make_doc(form)]
-        else:
-            pattern = form
-        patterns.append({"label": concept.label, "pattern": pattern, "id": concept.slug})
-    return patterns
+def patterns_for(concept: Concept, exact: bool) -> list[dict[str, Any]]:
+    """Phrase patterns of CONCEPT: the case-sensitive short forms, or all the others."""
+    return [
+        {"label": concept.label, "pattern": form, "id": concept.slug}
+        for form in surface_forms(concept)
+        if is_case_sensitive(form) == exact
+    ]
 
 
 def build_pipeline(concepts: tuple[Concept, ...] | None = None) -> Language:
+    concepts = concepts or vocabulary()
     nlp = spacy.blank("en")
+    # Two phrase-matching rulers (phrase matching is much faster than token patterns): short
+    # forms as written first, then everything else in any case, which overwrites overlaps so
+    # the longer mention wins ("CAR-T cell therapy" over "CAR-T").
+    exact = nlp.add_pipe("entity_ruler", name="short_forms",
+                         config={"phrase_matcher_attr": "ORTH", "overwrite_ents": True})
+    exact.add_patterns([p for c in concepts for p in patterns_for(c, exact=True)])  # type: ignore[attr-defined]
     ruler = nlp.add_pipe(
         "entity_ruler", config={"phrase_matcher_attr": "LOWER", "overwrite_ents": True}
     )
-    patterns = [p for c in (concepts or vocabulary()) for p in patterns_for(nlp, c)]
-    ruler.add_patterns(patterns)  # type: ignore[attr-defined]
+    ruler.add_patterns([p for c in concepts for p in patterns_for(c, exact=False)])  # type: ignore[attr-defined]
     nlp.add_pipe("sentencizer")
     nlp.add_pipe("paragraph_breaks")
     return nlp

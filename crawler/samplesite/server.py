@@ -22,6 +22,12 @@ LAST_MODIFIED = "Mon, 02 Nov 2026 08:00:00 GMT"
 _TYPES = {".rss": "application/rss+xml", ".atom": "application/atom+xml", ".xml": "application/xml"}
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops connections when a crawler opens dozens at once,
+    # and each dropped one then waits a second or more for TCP to retry
+    request_queue_size = 256
+
+
 class SampleSite:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, static: Path | None = None):
         self.static = static
@@ -33,7 +39,7 @@ class SampleSite:
         self.routes: dict[str, Callable[[dict[str, list[str]]], tuple[int, str, bytes]]] = {}
         self.requests: list[tuple[float, str, dict[str, list[str]]]] = []  # (time, path, query)
         self.page_delay = 0.0  # seconds before each article page is answered (slow-site tests)
-        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server = _Server((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

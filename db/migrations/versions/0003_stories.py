@@ -32,6 +32,8 @@ def upgrade() -> None:
                   primary_key=True),
     )
     op.create_index("ix_article_bands_article_id", "article_bands", ["article_id"])
+    # keys are unique across bands (the band is hashed in), so lookups use this index alone
+    op.create_index("ix_article_bands_key", "article_bands", ["key"])
 
 
 def downgrade() -> None:
