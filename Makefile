@@ -34,7 +34,7 @@ test: dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: dev
-	$(BIN)/ruff check crawler nlp db webapp tests
+	$(BIN)/ruff check crawler nlp db webapp tests bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import random
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from html import escape
 
 from crawler.samplesite import SampleSite, render

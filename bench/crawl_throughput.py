@@ -23,7 +23,8 @@ from crawler.sources import SourceConfig, write_sources  # noqa: E402
 IMMUNOFEED = str(Path(sys.executable).parent / "immunofeed")
 # a local site needs no politeness delay; concurrency as a deployment would set it
 FAST = ["-s", "DOWNLOAD_DELAY=0", "-s", "AUTOTHROTTLE_ENABLED=false",
-        "-s", "CONCURRENT_REQUESTS=32", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=32"]
+        "-s", "CONCURRENT_REQUESTS=32", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=32",
+        *os.environ.get("BENCH_CRAWL_ARGS", "").split()]
 
 
 def main() -> None:

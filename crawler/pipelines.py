@@ -9,7 +9,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from sqlalchemy.orm import Session
 
-from crawler.dedupe import signature
+from crawler.analysis import minhash, pool_for, tag_text
 from crawler.items import ArticleItem
 from crawler.urls import canonical_url
 from db.articles import ArticleData, upsert_article
@@ -18,10 +18,7 @@ from db.models import Article
 from db.session import new_session, session_scope
 from db.sources import CrawlOutcome, get_or_create_source, record_crawl
 from db.stories import assign_story
-from nlp.language import guess_language
 from nlp.relevance import THRESHOLD as RELEVANCE_THRESHOLD
-from nlp.relevance import relevance
-from nlp.tagger import annotate_article
 from nlp.vocabulary import Concept, vocabulary
 
 logger = logging.getLogger(__name__)
@@ -50,24 +47,37 @@ class DedupePipeline:
     """A MinHash signature of each news article, so the store can group the same story carried
     by several sources. Papers and trials are one record per work by their identifiers."""
 
-    def process_item(self, item: ArticleItem) -> ArticleItem:
+    def __init__(self, crawler: Crawler):
+        self.pool = pool_for(crawler.settings)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> DedupePipeline:
+        return cls(crawler)
+
+    async def process_item(self, item: ArticleItem) -> ArticleItem:
         if item.kind == "news":
-            item.signature = signature(item.title, item.body)
+            item.signature = await self.pool.run(minhash, item.title, item.body)
         return item
 
 
 class TagPipeline:
     """Entities and summary from nlp, the language guessed when the page did not say."""
 
-    def process_item(self, item: ArticleItem) -> ArticleItem:
-        title = " ".join(item.title.split())
-        annotation = annotate_article(title, item.body)
-        item.summary = annotation.summary
-        item.mentions = dict(annotation.mention_counts())
-        item.relevance = relevance(annotation.entities, len(title))
+    def __init__(self, crawler: Crawler):
+        self.pool = pool_for(crawler.settings)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> TagPipeline:
+        return cls(crawler)
+
+    async def process_item(self, item: ArticleItem) -> ArticleItem:
+        tags = await self.pool.run(tag_text, item.title, item.body)
+        item.summary = tags.summary
+        item.mentions = tags.mentions
+        item.relevance = tags.relevance
         # off-topic items from general sources are kept, but out of the site, feeds and digests
         item.filtered = not item.topical and item.relevance < RELEVANCE_THRESHOLD
-        item.language = item.language or guess_language(f"{item.title}\n{item.body}")
+        item.language = item.language or tags.language
         return item
 
 

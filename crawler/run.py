@@ -43,6 +43,7 @@ def run_crawl(sources: list[SourceConfig], database_url: str, log_level: str = "
     from scrapy.crawler import CrawlerProcess
     from scrapy.utils.project import get_project_settings
 
+    from crawler.analysis import shutdown_pools
     from crawler.spiders import SPIDERS
 
     project = get_project_settings()
@@ -60,6 +61,7 @@ def run_crawl(sources: list[SourceConfig], database_url: str, log_level: str = "
     try:
         process.start()
     finally:
+        shutdown_pools()
         # Scrapy leaves its shutdown handlers behind; without this Ctrl-C would be ignored by
         # whatever runs next in this process (the demo's web server).
         signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -26,10 +26,11 @@ def test_kill_9_mid_crawl_then_rerun(sample_site, sample_sources_file, tmp_path)
     url = f"sqlite:///{tmp_path}/k.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMMUNOFEED_")}
     env["IMMUNOFEED_DATABASE_URL"] = url
+    # one page at a time, each slow: the crawl takes about 14 s, so the kill lands mid-way
     command = [IMMUNOFEED, "crawl", "--sources", str(sample_sources_file), *FAST,
-               "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=2"]
+               "-s", "CONCURRENT_REQUESTS=1"]
     total = len(render.stories())
-    sample_site.page_delay = 0.3  # slow pages, so the kill lands mid-crawl
+    sample_site.page_delay = 0.4
     try:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)

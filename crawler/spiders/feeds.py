@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +12,8 @@ import scrapy
 from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
-from crawler.extract import extract_article, html_to_text
+from crawler.analysis import extract, pool_for
+from crawler.extract import html_to_text
 from crawler.items import ArticleItem
 from crawler.sources import SourceConfig
 from crawler.spiders.base import SourceSpider, failure_reason, header
@@ -122,10 +123,11 @@ class FeedSpider(SourceSpider):
             dont_filter=True,  # dedupe against the database above, which survives a kill
         )
 
-    def parse_article(self, response: Response, from_feed: ArticleItem) -> Iterator[ArticleItem]:
+    async def parse_article(self, response: Response, from_feed: ArticleItem
+                            ) -> AsyncIterator[ArticleItem]:
         extracted = None
         if isinstance(response, TextResponse):
-            extracted = extract_article(response.text, response.url)
+            extracted = await pool_for(self.settings).run(extract, response.text, response.url)
         if extracted is None:
             self.logger.info("article %s: no article text found; using the feed's", response.url)
             yield from_feed

@@ -6,7 +6,7 @@ since; a child sitemap is read only when it changed since the last successful cr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +14,7 @@ import scrapy
 from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
-from crawler.extract import extract_article
+from crawler.analysis import extract, pool_for
 from crawler.items import ArticleItem
 from crawler.sitemaps import SitemapError, parse_sitemap
 from crawler.sources import SourceConfig
@@ -80,10 +80,11 @@ class SitemapSpider(SourceSpider):
                                  cb_kwargs={"source": source, "entry": entry},
                                  dont_filter=True)
 
-    def parse_page(self, response: Response, source: SourceConfig, entry: Any
-                   ) -> Iterator[ArticleItem]:
-        found = extract_article(response.text, response.url) \
-            if isinstance(response, TextResponse) else None
+    async def parse_page(self, response: Response, source: SourceConfig, entry: Any
+                         ) -> AsyncIterator[ArticleItem]:
+        found = None
+        if isinstance(response, TextResponse):
+            found = await pool_for(self.settings).run(extract, response.text, response.url)
         title = entry.title or (found.title if found else None)
         if found is None or not title:
             self.logger.warning("sitemap %r: no article at %s", source.name, response.url)

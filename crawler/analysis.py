@@ -1,0 +1,99 @@
+"""The CPU-heavy steps of an item (text extraction, tagging, MinHash) run in worker processes,
+so the crawler's own process keeps fetching and storing meanwhile.
+
+Workers get text and return only small results (entity counts, a summary, a signature), not
+spaCy Docs. ANALYSIS_WORKERS sets how many (default: one fewer than the CPUs, at least one);
+0 runs everything in the crawler's process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from crawler.dedupe import signature
+from crawler.extract import Extracted, extract_article
+from nlp.language import guess_language
+from nlp.relevance import relevance
+from nlp.tagger import annotate_article
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Tags:
+    summary: str
+    mentions: dict[str, int]
+    relevance: float
+    language: str | None
+
+
+def tag_text(title: str, body: str) -> Tags:
+    annotation = annotate_article(title, body)
+    return Tags(
+        summary=annotation.summary,
+        mentions=dict(annotation.mention_counts()),
+        relevance=relevance(annotation.entities, len(title)),
+        language=guess_language(f"{title}\n{body}"),
+    )
+
+
+def minhash(title: str, body: str) -> list[int]:
+    return signature(title, body)
+
+
+def extract(html: str, url: str) -> Extracted | None:
+    return extract_article(html, url)
+
+
+def _warm_up() -> None:
+    """Load the spaCy pipeline once per worker, before the first item arrives."""
+    from nlp.pipeline import get_pipeline
+
+    get_pipeline()
+
+
+class AnalysisPool:
+    def __init__(self, workers: int | None = None):
+        if workers is None:
+            workers = max(1, (os.cpu_count() or 2) - 1)
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        if self.workers == 0:
+            return function(*args)
+        if self._executor is None:
+            # spawn, not fork: the crawler's process runs an event loop and threads
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_warm_up)
+        return await asyncio.wrap_future(self._executor.submit(function, *args))
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
+_pools: dict[int | None, AnalysisPool] = {}
+
+
+def pool_for(settings: Any) -> AnalysisPool:
+    """The process's pool for these crawler settings (shared by its spiders and pipelines)."""
+    value = settings.get("ANALYSIS_WORKERS")
+    workers = None if value in (None, "") else int(value)
+    if workers not in _pools:
+        _pools[workers] = AnalysisPool(workers)
+    return _pools[workers]
+
+
+def shutdown_pools() -> None:
+    for pool in _pools.values():
+        pool.shutdown()
+    _pools.clear()
