@@ -16,10 +16,12 @@ TYPE_OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "pubmed": {"query": str, "days": int, "max_results": int, "api_key": str, "tool": str,
                "email": str},
     "clinicaltrials": {"cond": str, "intr": str, "term": str, "days": int, "max_results": int},
+    "europepmc": {"query": str, "preprints_only": bool, "max_results": int},
 }
 DEFAULT_URLS = {
     "pubmed": "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/",
     "clinicaltrials": "https://clinicaltrials.gov/api/v2/",
+    "europepmc": "https://www.ebi.ac.uk/europepmc/webservices/rest/",
 }
 SOURCE_TYPES = tuple(TYPE_OPTIONS)
 
@@ -67,7 +69,8 @@ def _source(path: Path, index: int, table: object) -> SourceConfig:
             known = ", ".join(allowed) or "none"
             raise SourcesError(f"{where}: unknown option {key!r} for type {type_!r} "
                                f"(known: {known})")
-        if not isinstance(value, allowed[key]) or isinstance(value, bool):
+        if not isinstance(value, allowed[key]) or (isinstance(value, bool)
+                                                     and allowed[key] is not bool):
             raise SourcesError(f"{where}: {key} must be a {allowed[key].__name__}")
         options[key] = value
     return SourceConfig(name=name.strip(), type=type_, url=url, options=options, **flags)
@@ -112,6 +115,8 @@ def write_sources(path: Path, sources: list[SourceConfig]) -> None:
 
 
 def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return str(value) if isinstance(value, int) else _toml_string(str(value))
 
 
