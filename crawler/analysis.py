@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from crawler.dedupe import signature
 from crawler.extract import Extracted, extract_article
+from nlp.identifiers import cited_identifiers
 from nlp.language import guess_language
 from nlp.relevance import relevance
 from nlp.tagger import annotate_article
@@ -31,6 +32,7 @@ class Tags:
     mentions: dict[str, int]
     relevance: float
     language: str | None
+    cites: dict[str, list[str]]
 
 
 def tag_text(title: str, body: str) -> Tags:
@@ -40,6 +42,7 @@ def tag_text(title: str, body: str) -> Tags:
         mentions=dict(annotation.mention_counts()),
         relevance=relevance(annotation.entities, len(title)),
         language=guess_language(f"{title}\n{body}"),
+        cites=cited_identifiers(body),
     )
 
 

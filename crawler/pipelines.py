@@ -78,6 +78,8 @@ class TagPipeline:
         # off-topic items from general sources are kept, but out of the site, feeds and digests
         item.filtered = not item.topical and item.relevance < RELEVANCE_THRESHOLD
         item.language = item.language or tags.language
+        if tags.cites and item.kind == "news":
+            item.extra = {**item.extra, "cites": tags.cites}  # evidence: papers and trials
         return item
 
 

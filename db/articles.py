@@ -158,3 +158,15 @@ def get_article(session: Session, article_id: int) -> Article | None:
 
 def count_articles(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Article)) or 0
+
+
+def evidence_for(session: Session, article: Article) -> list[Article]:
+    """Stored papers and trials that ARTICLE cites by DOI, PMID or NCT id."""
+    cites = (article.extra or {}).get("cites") or {}
+    clauses = [getattr(Article, kind).in_(ids) for kind, ids in cites.items()
+               if kind in IDENTIFIERS and ids]
+    if not clauses:
+        return []
+    return list(session.scalars(
+        select(Article).where(or_(*clauses), Article.id != article.id).order_by(Article.id)
+    ))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request, url_for
 from markupsafe import Markup, escape
 
-from db.articles import get_article
+from db.articles import evidence_for, get_article
 from db.concepts import concepts_for_articles
 from db.search import MARK_END, MARK_START, search_articles
 from db.stories import also_reported
@@ -88,7 +88,8 @@ def article(article_id: int) -> str:
     also = also_reported(session, [lead.id if lead else found.id])
     others = [a for a in ([lead] if lead else []) + also.get(lead.id if lead else found.id, [])
               if a.id != found.id]
-    return render_template("article.html", article=found, tags=tags, others=others)
+    return render_template("article.html", article=found, tags=tags, others=others,
+                           evidence=evidence_for(session, found))
 
 
 @bp.get("/about")
