@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import fields
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
@@ -43,16 +44,20 @@ class NormalizePipeline:
         return item
 
 
-class DedupePipeline:
-    """A MinHash signature of each news article, so the store can group the same story carried
-    by several sources. Papers and trials are one record per work by their identifiers."""
+class _PoolPipeline:
+    """A pipeline whose work runs in the crawl's analysis worker processes."""
 
     def __init__(self, crawler: Crawler):
         self.pool = pool_for(crawler.settings)
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler) -> DedupePipeline:
+    def from_crawler(cls, crawler: Crawler) -> _PoolPipeline:
         return cls(crawler)
+
+
+class DedupePipeline(_PoolPipeline):
+    """A MinHash signature of each news article, so the store can group the same story carried
+    by several sources. Papers and trials are one record per work by their identifiers."""
 
     async def process_item(self, item: ArticleItem) -> ArticleItem:
         if item.kind == "news":
@@ -60,15 +65,8 @@ class DedupePipeline:
         return item
 
 
-class TagPipeline:
+class TagPipeline(_PoolPipeline):
     """Entities and summary from nlp, the language guessed when the page did not say."""
-
-    def __init__(self, crawler: Crawler):
-        self.pool = pool_for(crawler.settings)
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> TagPipeline:
-        return cls(crawler)
 
     async def process_item(self, item: ArticleItem) -> ArticleItem:
         tags = await self.pool.run(tag_text, item.title, item.body)
@@ -92,6 +90,11 @@ def concept_data(concept: Concept) -> ConceptData:
         xrefs=concept.xrefs,
         parent=concept.parent,
     )
+
+
+_STORED_FIELDS = sorted(
+    {f.name for f in fields(ArticleData)} & {f.name for f in fields(ArticleItem)}
+)
 
 
 class StorePipeline:
@@ -122,25 +125,9 @@ class StorePipeline:
                                      topical=source.topical)
 
     def process_item(self, item: ArticleItem) -> ArticleItem:
-        data = ArticleData(
-            canonical_url=item.canonical_url,
-            url=item.url,
-            title=item.title,
-            body=item.body,
-            summary=item.summary,
-            language=item.language,
-            published_at=item.published_at,
-            source_name=item.source or None,
-            mentions=item.mentions,
-            kind=item.kind,
-            doi=item.doi,
-            pmid=item.pmid,
-            pmcid=item.pmcid,
-            nct_id=item.nct_id,
-            extra=item.extra,
-            relevance=item.relevance,
-            filtered=item.filtered,
-        )
+        # the item's fields that the database keeps, under the same names
+        data = ArticleData(source_name=item.source or None,
+                           **{name: getattr(item, name) for name in _STORED_FIELDS})
         if self._session is None:
             self._session, self._opened = new_session(self.database_url), time.monotonic()
         session = self._session
