@@ -111,6 +111,7 @@ class StorePipeline:
         self._session: Session | None = None
         self._pending: list[str] = []  # outcomes waiting for the commit
         self._opened = 0.0
+        self._concept_ids: dict[str, int] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
@@ -119,7 +120,7 @@ class StorePipeline:
     def open_spider(self) -> None:
         spider = self.crawler.spider
         with session_scope(self.database_url) as session:
-            sync_concepts(session, (concept_data(c) for c in vocabulary()))
+            self._concept_ids = sync_concepts(session, (concept_data(c) for c in vocabulary()))
             for source in getattr(spider, "sources", []):
                 get_or_create_source(session, source.name, source.type, source.url,
                                      topical=source.topical)
@@ -132,11 +133,11 @@ class StorePipeline:
             self._session, self._opened = new_session(self.database_url), time.monotonic()
         session = self._session
         with session.begin_nested():  # a failing item rolls back alone, not the batch
-            outcome, article_id = upsert_article(session, data)
+            outcome, article_id = upsert_article(session, data, self._concept_ids)
             if item.signature is not None and outcome != "unchanged":
                 article = session.get(Article, article_id)
                 if article is not None:
-                    assign_story(session, article, item.signature)
+                    assign_story(session, article, item.signature, new=outcome == "new")
         self._pending.append(outcome)
         if (len(self._pending) >= self.batch_items
                 or time.monotonic() - self._opened >= self.batch_seconds):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -86,13 +86,16 @@ def _merged_extra(article: Article, data: ArticleData) -> dict[str, Any]:
     return merged
 
 
-def upsert_article(session: Session, data: ArticleData) -> tuple[UpsertResult, int]:
+def upsert_article(session: Session, data: ArticleData,
+                   concept_ids: Mapping[str, int] | None = None) -> tuple[UpsertResult, int]:
     """Store DATA once per work (same identifier or canonical URL): insert it, update it if it
     changed, or leave it as it is."""
     source_id = None
     if data.source_name:
         source_id = session.scalar(select(Source.id).where(Source.name == data.source_name))
-    concept_ids = concept_ids_by_slug(session, data.mentions)
+    # CONCEPT_IDS (slug -> id) may be given by a caller storing many articles
+    if concept_ids is None:
+        concept_ids = concept_ids_by_slug(session, data.mentions)
     fields = _content_fields(data)
 
     article = find_work(session, data)
@@ -108,7 +111,7 @@ def upsert_article(session: Session, data: ArticleData) -> tuple[UpsertResult, i
             if article is None:
                 raise
         else:
-            _set_mentions(session, article.id, data.mentions, concept_ids)
+            _set_mentions(session, article.id, data.mentions, concept_ids, new=True)
             return "new", article.id
 
     extra = _merged_extra(article, data)
@@ -136,16 +139,14 @@ def upsert_article(session: Session, data: ArticleData) -> tuple[UpsertResult, i
     return "updated", article.id
 
 
-def _set_mentions(
-    session: Session, article_id: int, mentions: Mapping[str, int], concept_ids: Mapping[str, int]
-) -> None:
-    session.execute(delete(ArticleConcept).where(ArticleConcept.article_id == article_id))
-    session.add_all(
-        ArticleConcept(article_id=article_id, concept_id=concept_ids[slug], mentions=count)
-        for slug, count in mentions.items()
-        if slug in concept_ids
-    )
-    session.flush()
+def _set_mentions(session: Session, article_id: int, mentions: Mapping[str, int],
+                  concept_ids: Mapping[str, int], new: bool = False) -> None:
+    if not new:
+        session.execute(delete(ArticleConcept).where(ArticleConcept.article_id == article_id))
+    rows = [{"article_id": article_id, "concept_id": concept_ids[slug], "mentions": count}
+            for slug, count in mentions.items() if slug in concept_ids]
+    if rows:
+        session.execute(insert(ArticleConcept), rows)
 
 
 def get_article(session: Session, article_id: int) -> Article | None:

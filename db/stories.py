@@ -13,7 +13,7 @@ import struct
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Article, ArticleBand, ArticleSignature
@@ -46,11 +46,14 @@ def similarity(a: Sequence[int], b: Sequence[int]) -> float:
     return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
 
 
-def assign_story(session: Session, article: Article, signature: Sequence[int]) -> int | None:
+def assign_story(session: Session, article: Article, signature: Sequence[int],
+                 new: bool = False) -> int | None:
     """Index ARTICLE's signature and join it to the story of its most similar earlier article;
-    returns that story's id (None: it starts a story of its own)."""
+    returns that story's id (None: it starts a story of its own). NEW: the article was just
+    inserted, so it has no index entries to replace."""
     keys = band_keys(signature)
-    session.execute(delete(ArticleBand).where(ArticleBand.article_id == article.id))
+    if not new:
+        session.execute(delete(ArticleBand).where(ArticleBand.article_id == article.id))
     candidates = set(session.scalars(
         select(ArticleBand.article_id).where(
             ArticleBand.key.in_([key for _, key in keys]),  # band-specific keys: index lookup
@@ -71,12 +74,15 @@ def assign_story(session: Session, article: Article, signature: Sequence[int]) -
     if best is not None:
         best = _join(session, article, best)
     article.story_id = best
-    stored = session.get(ArticleSignature, article.id)
+    stored = None if new else session.get(ArticleSignature, article.id)
     if stored is None:
-        session.add(ArticleSignature(article_id=article.id, signature=_pack(signature)))
+        session.execute(insert(ArticleSignature),
+                        [{"article_id": article.id, "signature": _pack(signature)}])
     else:
         stored.signature = _pack(signature)
-    session.add_all(ArticleBand(band=b, key=k, article_id=article.id) for b, k in keys)
+    # one executemany, not 32 ORM objects: this runs once per stored article
+    session.execute(insert(ArticleBand),
+                    [{"band": b, "key": k, "article_id": article.id} for b, k in keys])
     session.flush()
     return best
 
