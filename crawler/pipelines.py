@@ -15,6 +15,7 @@ from crawler.items import ArticleItem
 from crawler.urls import canonical_url
 from db.articles import ArticleData, upsert_article
 from db.concepts import ConceptData, sync_concepts
+from db.evidence import journal_names, papers_named_in
 from db.models import Article
 from db.session import new_session, session_scope
 from db.sources import CrawlOutcome, get_or_create_source, record_crawl
@@ -112,6 +113,7 @@ class StorePipeline:
         self._pending: list[str] = []  # outcomes waiting for the commit
         self._opened = 0.0
         self._concept_ids: dict[str, int] = {}
+        self._journals: list[str] = []
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
@@ -121,6 +123,7 @@ class StorePipeline:
         spider = self.crawler.spider
         with session_scope(self.database_url) as session:
             self._concept_ids = sync_concepts(session, (concept_data(c) for c in vocabulary()))
+            self._journals = journal_names(session)
             for source in getattr(spider, "sources", []):
                 get_or_create_source(session, source.name, source.type, source.url,
                                      topical=source.topical)
@@ -132,6 +135,11 @@ class StorePipeline:
         if self._session is None:
             self._session, self._opened = new_session(self.database_url), time.monotonic()
         session = self._session
+        if item.kind == "news" and self._journals:
+            papers = papers_named_in(session, f"{item.title}\n{item.body}", item.published_at,
+                                     self._journals)
+            if papers:
+                data.extra = {**data.extra, "evidence_ids": papers}
         with session.begin_nested():  # a failing item rolls back alone, not the batch
             outcome, article_id = upsert_article(session, data, self._concept_ids)
             if item.signature is not None and outcome != "unchanged":

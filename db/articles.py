@@ -162,10 +162,14 @@ def count_articles(session: Session) -> int:
 
 
 def evidence_for(session: Session, article: Article) -> list[Article]:
-    """Stored papers and trials that ARTICLE cites by DOI, PMID or NCT id."""
-    cites = (article.extra or {}).get("cites") or {}
+    """Stored papers and trials that ARTICLE cites by DOI, PMID or NCT id, or names by journal
+    and author."""
+    extra = article.extra or {}
+    cites = extra.get("cites") or {}
     clauses = [getattr(Article, kind).in_(ids) for kind, ids in cites.items()
                if kind in IDENTIFIERS and ids]
+    if extra.get("evidence_ids"):  # matched by journal and author (db.evidence)
+        clauses.append(Article.id.in_(extra["evidence_ids"]))
     if not clauses:
         return []
     return list(session.scalars(

@@ -38,3 +38,55 @@ def test_news_story_links_to_the_trial_it_cites(sample_site, tmp_path):
     assert "<h2>Evidence</h2>" in page
     assert "Perioperative Pembrolizumab in Resectable Non-Small Cell Lung Cancer" in page
     assert "(trial, NCT09000003)" in page
+
+
+def test_story_naming_journal_and_author_links_to_the_paper(sample_site, tmp_path):
+    """The seed story's pattern: "published in <journal> by <investigator>'s team"."""
+    pubmed = FIXTURES / "pubmed"
+    sample_site.routes["/ev-eutils/esearch.fcgi"] = lambda q: (
+        200, "text/xml", (pubmed / "esearch2.xml").read_bytes())
+    sample_site.routes["/ev-eutils/efetch.fcgi"] = lambda q: (
+        200, "text/xml", (pubmed / "pubmed-29768149.xml").read_bytes())
+    story = ("Budesonide-formoterol as needed was as good as daily steroids, according to a trial "
+             "published this week in the New England Journal of Medicine. Paul O'Byrne, who led "
+             "the study, said the findings change practice.")
+    other = "A different trial in the New England Journal of Medicine, led by someone else."
+
+    def feed(query):
+        items = "".join(
+            f"<item><title>{title}</title><link>https://news.example/{n}</link>"
+            f"<pubDate>Mon, 21 May 2018 10:00:00 GMT</pubDate><description>{text}"
+            "</description></item>"
+            for n, (title, text) in enumerate([("Inhaler study", story), ("Other", other)]))
+        return 200, "application/rss+xml", (
+            f"<rss version='2.0'><channel><title>t</title>{items}</channel></rss>").encode()
+
+    sample_site.routes["/ev-feed.rss"] = feed
+    url = f"sqlite:///{tmp_path}/j.db"
+    papers = tmp_path / "papers.toml"
+    write_sources(papers, [SourceConfig("PubMed", "pubmed", f"{sample_site.url}/ev-eutils/",
+                                        options={"max_results": 1})])
+    assert run_cli("crawl", "--sources", str(papers), *FAST, db_url=url).returncode == 0
+    news = tmp_path / "news.toml"
+    write_sources(news, [SourceConfig("News", "feed", f"{sample_site.url}/ev-feed.rss",
+                                      fetch_pages=False, topical=True)])
+    assert run_cli("crawl", "--sources", str(news), *FAST, db_url=url).returncode == 0
+
+    from db.articles import evidence_for
+    from db.models import Article
+    from db.session import session_scope
+
+    with session_scope(url) as s:
+        by_title = {a.title: a for a in s.query(Article)}
+        linked = [e.pmid for e in evidence_for(s, by_title["Inhaler study"])]
+        unlinked = evidence_for(s, by_title["Other"])
+    assert linked == ["29768149"]
+    assert unlinked == []  # the journal alone is not enough
+
+
+def test_journal_names_as_written_in_prose():
+    from db.evidence import journal_key
+
+    assert journal_key("The New England journal of medicine") == "new england journal of medicine"
+    assert journal_key("Journal of magnetic resonance (San Diego, Calif. : 1997)") == \
+        "journal of magnetic resonance"

@@ -52,3 +52,25 @@ def test_migrate_upsert_and_search_on_postgres(pg_url):
         assert [h.article.title for h in page.hits] == ["Durvalumab in bladder cancer"]
         assert {f.slug for f in page.facets["THERAPY"]} == {"durvalumab"}
         assert search_articles(s, parse_query("durvalumab"), ["lung-cancer"]).total == 0
+
+
+def test_journal_and_author_matching_on_postgres(pg_url):
+    from datetime import UTC, datetime
+
+    from db.evidence import journal_names, papers_named_in
+    from webapp.cli import prepare_database
+
+    prepare_database(pg_url)
+    paper = ArticleData(canonical_url="https://pubmed.example/1", url="https://pubmed.example/1",
+                        title="A paper", kind="paper", pmid="1",
+                        published_at=datetime(2026, 10, 1, tzinfo=UTC),
+                        extra={"journal": "Nature Medicine",
+                               "authors": [{"name": "Ada Rosenthal"}]})
+    with session_scope(pg_url) as s:
+        _, paper_id = upsert_article(s, paper)
+    with session_scope(pg_url) as s:
+        journals = journal_names(s)
+        assert journals == ["Nature Medicine"]
+        text = "The team of Dr. Rosenthal reported in Nature Medicine that the cells persisted."
+        assert papers_named_in(s, text, datetime(2026, 10, 20, tzinfo=UTC), journals) == \
+            [paper_id]
