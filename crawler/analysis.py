@@ -14,14 +14,13 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from crawler.dedupe import signature
-from crawler.extract import Extracted, extract_article
-from nlp.identifiers import cited_identifiers
-from nlp.language import guess_language
-from nlp.relevance import relevance
-from nlp.tagger import annotate_article
+if TYPE_CHECKING:
+    from crawler.extract import Extracted
+
+# spaCy, trafilatura and datasketch are imported inside the functions below, which run in the
+# worker processes: the crawler's own process then starts without loading them.
 
 T = TypeVar("T")
 
@@ -36,6 +35,11 @@ class Tags:
 
 
 def tag_text(title: str, body: str) -> Tags:
+    from nlp.identifiers import cited_identifiers
+    from nlp.language import guess_language
+    from nlp.relevance import relevance
+    from nlp.tagger import annotate_article
+
     annotation = annotate_article(title, body)
     return Tags(
         summary=annotation.summary,
@@ -47,10 +51,14 @@ def tag_text(title: str, body: str) -> Tags:
 
 
 def minhash(title: str, body: str) -> list[int]:
+    from crawler.dedupe import signature
+
     return signature(title, body)
 
 
 def extract(html: str, url: str) -> Extracted | None:
+    from crawler.extract import extract_article
+
     return extract_article(html, url)
 
 

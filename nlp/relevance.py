@@ -8,9 +8,12 @@ therapies (chemotherapy, radiotherapy, targeted therapy) do not count as immunot
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
-from nlp.tagger import Entity
 from nlp.vocabulary import by_slug
+
+if TYPE_CHECKING:  # only the type: the crawler's process imports this without spaCy
+    from nlp.tagger import Entity
 
 THRESHOLD = 0.35  # below it, an article from a general source is filtered out
 LEAD_CHARS = 400
