@@ -66,7 +66,9 @@ def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str]) ->
     if use_fts:
         columns += [
             func.bm25(_fts_col, TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT).label("rank"),
-            func.snippet(_fts_col, -1, MARK_START, MARK_END, "…", 32).label("snippet"),
+            # from the body or the summary: a snippet of the title would repeat the headline
+            func.snippet(_fts_col, 2, MARK_START, MARK_END, "…", 32).label("body_snippet"),
+            func.snippet(_fts_col, 1, MARK_START, MARK_END, "…", 32).label("summary_snippet"),
         ]
     # a story told by several sources is listed once, under the article that first carried it
     # off-topic articles (filtered) are kept but never listed
@@ -90,6 +92,11 @@ def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str]) ->
     return stmt
 
 
+def _best_snippet(*snippets: str | None) -> str | None:
+    """The first snippet that shows a match; None (the page shows the summary) if none does."""
+    return next((s for s in snippets if s and MARK_START in s), None)
+
+
 def search_articles(
     session: Session,
     query: ParsedQuery,
@@ -109,7 +116,7 @@ def search_articles(
     newest = (Article.published_at.is_(None), Article.published_at.desc(), Article.id.desc())
     has_rank = "rank" in matching.c
     order = (matching.c.rank, *newest) if has_rank and sort != "date" else newest
-    extra = [matching.c.snippet] if has_rank else []
+    extra = [matching.c.body_snippet, matching.c.summary_snippet] if has_rank else []
     rows = session.execute(
         select(Article, *extra)
         .join(matching, matching.c.id == Article.id)
@@ -118,7 +125,7 @@ def search_articles(
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()
-    hits = [Hit(row[0], row[1] if has_rank else None) for row in rows]
+    hits = [Hit(row[0], _best_snippet(*row[1:]) if has_rank else None) for row in rows]
     return SearchPage(hits, total, page, per_page, facets(session, matching, facet_limit))
 
 

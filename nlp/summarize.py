@@ -34,6 +34,21 @@ def _score(index: int, sentence: Sentence) -> float:
     return score
 
 
+_WORD = re.compile(r"\w+")
+REPEAT = 0.5  # share of words in common that makes a sentence a repeat of a chosen one
+
+
+def _repeats(sentence: Sentence, chosen: list[tuple[int, Sentence]]) -> bool:
+    """Whether SENTENCE mostly says again what a chosen sentence says (a standfirst and the
+    lead paragraph often do)."""
+    words = set(_WORD.findall(sentence.text.lower()))
+    for _, other in chosen:
+        theirs = set(_WORD.findall(other.text.lower()))
+        if words and theirs and len(words & theirs) / min(len(words), len(theirs)) >= REPEAT:
+            return True
+    return False
+
+
 def _truncate(text: str, max_words: int) -> str:
     words = text.split()
     return text if len(words) <= max_words else " ".join(words[:max_words]).rstrip(",;:") + "…"
@@ -48,7 +63,8 @@ def summarize(sentences: list[Sentence], max_words: int = MAX_WORDS) -> str:
     words = 0
     for index, sentence in ranked:
         length = len(sentence.text.split())
-        if chosen and (words + length > max_words or _score(index, sentence) <= 0):
+        if chosen and (words + length > max_words or _score(index, sentence) <= 0
+                       or _repeats(sentence, chosen)):
             continue
         chosen.append((index, sentence))
         words += length

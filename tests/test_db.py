@@ -170,3 +170,16 @@ def test_search_survives_a_migration_round_trip(tmp_path):
         s.execute(sa.text("INSERT INTO articles (canonical_url, url, title, summary, body, "
                           "fetched_at) VALUES ('u', 'u', 'Lifileucel news', '', '', '2026-01-01')"))
     assert _search(url, "lifileucel")[0] == ["Lifileucel news"]
+
+
+def test_snippet_comes_from_the_body_not_the_title(db_url):
+    with session_scope(db_url) as s:
+        upsert_article(s, _article(70, title="Tebentafusp news",
+                                   body="The bispecific tebentafusp extended survival."))
+        upsert_article(s, _article(71, title="Tebentafusp only in the title",
+                                   body="Nothing relevant here."))
+    _, page = _search(db_url, "tebentafusp")
+    snippets = {h.article.title: h.snippet for h in page.hits}
+    assert snippets["Tebentafusp news"] == \
+        "The bispecific \ue000tebentafusp\ue001 extended survival."
+    assert snippets["Tebentafusp only in the title"] is None  # the page shows the summary

@@ -115,3 +115,13 @@ def test_summary_of_a_long_sentence_is_cut_to_the_limit():
 ])
 def test_language_guess(text, lang):
     assert guess_language(text) == lang
+
+
+def test_summary_does_not_say_the_same_thing_twice():
+    body = ("Adding pembrolizumab before and after surgery cut the risk of death by 28% in "
+            "early-stage NSCLC.\n\nGiving pembrolizumab before and after surgery reduced the "
+            "risk of death by 28% in patients with early-stage NSCLC, a phase 3 trial found. "
+            "The benefit was seen regardless of PD-L1 expression.")
+    summary = annotate_article("Title", body).summary
+    assert summary.count("risk of death by 28%") == 1
+    assert "regardless of PD-L1 expression" in summary
