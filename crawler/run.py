@@ -13,11 +13,10 @@ LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 @dataclass
 class CrawlReport:
-    feeds: int
+    sources: int
     new: int = 0
     updated: int = 0
     unchanged: int = 0
-    fell_back: int = 0
     item_errors: int = 0
     not_modified: int = 0
     known: int = 0
@@ -26,7 +25,7 @@ class CrawlReport:
 
     def line(self) -> str:
         return (
-            f"crawled {self.feeds - len(self.skipped)} source(s): {self.new} new, {self.updated} "
+            f"crawled {self.sources - len(self.skipped)} source(s): {self.new} new, {self.updated} "
             f"updated, {self.unchanged} unchanged article(s); {len(self.errors)} source(s) failed"
             + (f"; {self.not_modified} not modified" if self.not_modified else "")
             + (f"; {self.known} already stored" if self.known else "")
@@ -66,14 +65,13 @@ def run_crawl(sources: list[SourceConfig], database_url: str, log_level: str = "
         # whatever runs next in this process (the demo's web server).
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    report = CrawlReport(feeds=len(sources))
+    report = CrawlReport(sources=len(sources))
     for crawler in crawlers:
         stats = crawler.stats.get_stats() if crawler.stats else {}
         spider = crawler.spider
         report.new += stats.get("immunofeed/articles_new", 0)
         report.updated += stats.get("immunofeed/articles_updated", 0)
         report.unchanged += stats.get("immunofeed/articles_unchanged", 0)
-        report.fell_back += stats.get("immunofeed/pages_fell_back", 0)
         report.item_errors += stats.get("immunofeed/items_failed", 0)
         report.not_modified += stats.get("immunofeed/feeds_not_modified", 0)
         report.known += stats.get("immunofeed/articles_known", 0)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import or_, select
+
+from db.models import Article
 from db.session import session_scope
 from db.sources import due, get_source
 
@@ -40,10 +43,6 @@ def source_states(database_url: str, names: list[str]) -> dict[str, SourceState]
 
 def stored_urls(database_url: str, urls: list[str]) -> dict[str, datetime]:
     """Which of URLS (as linked, or canonical) are already stored, with when they were fetched."""
-    from sqlalchemy import or_, select
-
-    from db.models import Article
-
     found: dict[str, datetime] = {}
     if not urls:
         return found

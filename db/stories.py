@@ -96,8 +96,10 @@ def _join(session: Session, article: Article, lead_id: int) -> int | None:
     article (the original), so an earlier one joining takes the lead; returns the lead's id, or
     None when ARTICLE itself now leads."""
     lead = session.get(Article, lead_id)
-    if lead is None or lead.id == article.id or _sort_key(lead) <= _sort_key(article):
-        return lead_id if lead is not None and lead.id != article.id else None
+    if lead is None or lead.id == article.id:
+        return None
+    if _sort_key(lead) <= _sort_key(article):
+        return lead.id
     session.execute(
         update(Article)
         .where((Article.story_id == lead.id) | (Article.id == lead.id))
@@ -116,3 +118,11 @@ def also_reported(session: Session, article_ids: Iterable[int]) -> dict[int, lis
         ):
             found[member.story_id].append(member)  # type: ignore[index]
     return found
+
+
+def story_of(session: Session, article: Article) -> list[Article]:
+    """The other articles telling ARTICLE's story: its lead first, then the rest."""
+    lead_id = article.story_id or article.id
+    lead = [session.get(Article, lead_id)] if article.story_id else []
+    members = also_reported(session, [lead_id]).get(lead_id, [])
+    return [a for a in lead + members if a is not None and a.id != article.id]

@@ -67,3 +67,14 @@ def test_the_earliest_published_copy_leads_whatever_the_order(db_url):
         leads = {a.title: a.story_id for a in s.query(Article)}
         original = next(a.id for a in s.query(Article) if a.title == "Original")
     assert leads == {"Original": None, "Late copy": original, "Middle copy": original}
+
+
+def test_article_pages_name_the_other_tellings_of_their_story(crawled_db, client):
+    with get_engine(crawled_db).connect() as c:
+        copy_id, lead_id = c.execute(sa.text(
+            "SELECT id, story_id FROM articles WHERE title LIKE 'DLL3 bispecific tarlatamab%'"
+        )).one()
+    copy_page = client.get(f"/articles/{copy_id}").get_data(as_text=True)
+    lead_page = client.get(f"/articles/{lead_id}").get_data(as_text=True)
+    assert "Also reported by:" in copy_page and f'href="/articles/{lead_id}"' in copy_page
+    assert "Also reported by:" in lead_page and f'href="/articles/{copy_id}"' in lead_page

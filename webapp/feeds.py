@@ -62,9 +62,8 @@ def json_feed() -> Response:
         params = SearchParams.from_args(request.args)
     except BadParameter as exc:
         abort(400, description=str(exc))
-    params.sort = "date"  # a feed is read newest first, whatever the page sorts by
     session = db_session()
-    page = search_articles(
+    page = search_articles(  # a feed is read newest first, whatever the page sorts by
         session, params.parsed, params.slugs, page=params.page, per_page=FEED_SIZE, sort="date"
     )
     tags = concepts_for_articles(session, (hit.article.id for hit in page.hits))

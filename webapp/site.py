@@ -8,7 +8,7 @@ from markupsafe import Markup, escape
 from db.articles import evidence_for, get_article
 from db.concepts import concepts_for_articles
 from db.search import MARK_END, MARK_START, search_articles
-from db.stories import also_reported
+from db.stories import also_reported, story_of
 from webapp import db_session
 from webapp.params import FACET_PARAMS, BadParameter, SearchParams
 
@@ -84,11 +84,8 @@ def article(article_id: int) -> str:
     if found is None:
         abort(404, description="There is no article with that number.")
     tags = concepts_for_articles(session, [found.id])[found.id]
-    lead = get_article(session, found.story_id) if found.story_id else None
-    also = also_reported(session, [lead.id if lead else found.id])
-    others = [a for a in ([lead] if lead else []) + also.get(lead.id if lead else found.id, [])
-              if a.id != found.id]
-    return render_template("article.html", article=found, tags=tags, others=others,
+    return render_template("article.html", article=found, tags=tags,
+                           others=story_of(session, found),
                            evidence=evidence_for(session, found))
 
 

@@ -30,6 +30,14 @@ def _entry_time(entry: Any) -> datetime | None:
     return None
 
 
+def _entry_link(response: Response, entry: Any) -> str:
+    """The entry's page, absolute: its link, or its id when that is a web address."""
+    link = entry.get("link") or ""
+    if not link and str(entry.get("id", "")).startswith(("http://", "https://")):
+        link = entry["id"]
+    return response.urljoin(link) if link else ""
+
+
 def _entry_text(entry: Any) -> str:
     for content in entry.get("content") or []:
         if content.get("value"):
@@ -72,7 +80,6 @@ class FeedSpider(SourceSpider):
         if not parsed.entries:
             if parsed.bozo or not parsed.version:
                 problem = parsed.get("bozo_exception") or "no feed found"
-                self.outcomes.pop(source.name, None)
                 self.source_failed(source, f"not a readable feed at {response.url} ({problem})")
             else:
                 self.logger.info("feed %r: no entries", source.name)
@@ -82,29 +89,27 @@ class FeedSpider(SourceSpider):
                 "feed %r: malformed but readable (%s)", source.name, parsed.bozo_exception
             )
         self.crawler.stats.inc_value("immunofeed/feeds_read")
-        links = [response.urljoin(e.get("link") or "") for e in parsed.entries]
+        links = [_entry_link(response, e) for e in parsed.entries]
+        canonical = [canonical_url(link) if link else "" for link in links]
         # The database is the crawl's durable record: an entry already stored is not fetched
         # again, and one a killed crawl never stored is fetched on the next run.
         known = stored_urls(self.settings.get("IMMUNOFEED_DATABASE_URL"),
-                            links + [canonical_url(link) for link in links])
-        for entry, link in zip(parsed.entries, links, strict=True):
-            if link in known or canonical_url(link) in known:
+                            [u for u in links + canonical if u])
+        for entry, link, key in zip(parsed.entries, links, canonical, strict=True):
+            if link and (link in known or key in known):
                 self.crawler.stats.inc_value("immunofeed/articles_known")
                 continue
-            yield from self._entry(response, source, entry, parsed.feed.get("language"))
+            yield from self._entry(source, entry, link, parsed.feed.get("language"))
 
-    def _entry(self, response: Response, source: SourceConfig, entry: Any,
+    def _entry(self, source: SourceConfig, entry: Any, link: str,
                feed_language: str | None) -> Iterator[Any]:
-        link = entry.get("link") or ""
-        if not link and str(entry.get("id", "")).startswith(("http://", "https://")):
-            link = entry["id"]
         title = html_to_text(entry.get("title") or "")
         if not link or not title:
             self.logger.warning("feed %r: skipped an entry without a link or title", source.name)
             self.crawler.stats.inc_value("immunofeed/entries_skipped")
             return
         item = ArticleItem(
-            url=response.urljoin(link),
+            url=link,
             title=title,
             body=_entry_text(entry),
             source=source.name,

@@ -51,7 +51,6 @@ class SitemapSpider(SourceSpider):
         try:
             sitemap = parse_sitemap(response.body)
         except SitemapError as exc:
-            self.outcomes.pop(source.name, None)
             self.source_failed(source, f"{exc} at {response.url}")
             return
         if depth == 0:
