@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import trafilatura
 from lxml import html as lxml_html
+from trafilatura.utils import load_html
 
 
 @dataclass
@@ -65,25 +66,58 @@ class _PageHints:
     lang: str | None = None
     canonical: str | None = None
     title: str | None = None
+    tree: lxml_html.HtmlElement | None = None
 
 
 def _page_hints(html: str | bytes) -> _PageHints:
-    """<html lang>, <link rel=canonical> and <title>, which trafilatura does not return."""
-    try:
-        tree = lxml_html.fromstring(html)
-    except (ValueError, lxml_html.etree.ParserError):
+    """<html lang>, <link rel=canonical> and <title>, which trafilatura does not return, and the
+    parsed page (decoded as trafilatura decodes it)."""
+    tree = load_html(html)
+    if tree is None:
         return _PageHints()
     lang = tree.get("lang") or None
     links = tree.xpath('//link[@rel="canonical"]/@href')
     title = " ".join((tree.findtext(".//title") or "").split()) or None
     return _PageHints(lang.split("-")[0].lower() if lang else None,
-                      links[0].strip() if links else None, title)
+                      links[0].strip() if links else None, title, tree)
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+_NOT_A_BODY = frozenset({"blockquote", "li", "td", "figure", "aside"})
+
+
+def continued_text(tree: lxml_html.HtmlElement, text: str) -> list[str]:
+    """Paragraphs of an article body that the page splits into several containers.
+
+    Many sites break the body into sibling blocks of the same class around advertisements;
+    trafilatura keeps only the first. Find the block holding the extracted text's last paragraph
+    and return the paragraphs of the later blocks of the same tag and class that hold at least
+    one paragraph-sized text (shorter blocks are embeds and teasers)."""
+    long_lines = [line for line in text.split("\n") if len(line) > 40]
+    if not long_lines:
+        return []
+    tail = _squash(long_lines[-1])[-60:]
+    container = next((p.getparent() for p in tree.iter("p") if tail in _squash(p.text_content())),
+                     None)
+    if container is None or container.tag in _NOT_A_BODY or not container.get("class"):
+        return []
+    blocks = [e for e in tree.iter(container.tag) if e.get("class") == container.get("class")]
+    paragraphs: list[str] = []
+    for block in blocks[blocks.index(container) + 1:]:
+        texts = [_squash(p.text_content()) for p in block.iterchildren("p", "h2", "h3")]
+        if any(len(t) >= 100 for t in texts):
+            paragraphs.extend(t for t in texts if t)
+    return paragraphs
 
 
 def extract_article(html: str | bytes, url: str | None = None) -> Extracted | None:
     """The article in HTML, or None when the page holds no article text.
 
-    trafilatura favouring precision, comments left out, then boilerplate lines removed."""
+    trafilatura favouring precision, comments left out, the body's later blocks added when the
+    page splits it, then boilerplate lines removed."""
     document = trafilatura.bare_extraction(
         html, url=url, with_metadata=True, include_comments=False, favor_precision=True
     )
@@ -91,7 +125,10 @@ def extract_article(html: str | bytes, url: str | None = None) -> Extracted | No
         return None
     data = document.as_dict() if hasattr(document, "as_dict") else dict(document)
     hints = _page_hints(html)
-    text = strip_boilerplate(data.get("text") or "", hints.title)
+    text = data.get("text") or ""
+    if hints.tree is not None and text:
+        text = "\n".join([text, *continued_text(hints.tree, text)])
+    text = strip_boilerplate(text, hints.title)
     if not text:
         return None
     authors = [a.strip() for a in (data.get("author") or "").split(";") if a.strip()]

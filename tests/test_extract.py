@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from crawler.extract import strip_boilerplate
+from crawler.extract import extract_article, strip_boilerplate
 from tests.conftest import FIXTURES, run_cli
 
 PAGES = FIXTURES / "pages"
@@ -66,3 +66,23 @@ def test_boilerplate_lines_and_repeated_title_are_dropped():
            "Sign up for our newsletter\nThe last real sentence."
     assert strip_boilerplate(text, "Big news today | Example") == \
         "The first real sentence.\nThe last real sentence."
+
+
+def _paragraphs(label, n):
+    return "".join(f"<p>{label} paragraph {i} tells how the trial enrolled patients across many "
+                   f"hospitals, what they received and how long they were followed.</p>"
+                   for i in range(n))
+
+
+def test_a_body_split_around_an_advertisement_is_read_whole():
+    body = 'class="article__body body"'
+    html = (f"<html><head><title>Split</title></head><body><article><h1>Split</h1>"
+            f"<div {body}>{_paragraphs('First', 4)}</div>"
+            f'<div class="ad"><span>Advertisement</span></div>'
+            f'<div {body}><blockquote class="tweet"><p>short embed</p></blockquote></div>'
+            f"<div {body}>{_paragraphs('Second', 3)}</div></article>"
+            f'<aside class="article__body body"><p>Most read</p></aside></body></html>')
+    text = extract_article(html).text
+    assert "First paragraph 0" in text and "Second paragraph 2" in text
+    assert "short embed" not in text and "Most read" not in text
+    assert text.index("First paragraph 3") < text.index("Second paragraph 0")
