@@ -19,7 +19,11 @@ def shingles(text: str, size: int = SHINGLE) -> set[bytes]:
     return {" ".join(words[i:i + size]).encode() for i in range(len(words) - size + 1)}
 
 
+# drawing the random permutations costs as much as hashing an article: draw them once
+_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=1).permutations
+
+
 def signature(title: str, body: str) -> list[int]:
-    minhash = MinHash(num_perm=NUM_PERM, seed=1)
+    minhash = MinHash(num_perm=NUM_PERM, seed=1, permutations=_PERMUTATIONS)
     minhash.update_batch(list(shingles(f"{title}\n{body}")))
     return [int(v) for v in minhash.hashvalues]
