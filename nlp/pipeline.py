@@ -1,5 +1,5 @@
-"""Builds the spaCy pipeline: a blank English tokenizer, an entity ruler fed from the
-vocabulary, and a rule-based sentencizer for summaries."""
+"""Builds the spaCy pipeline: a blank English tokenizer, two entity rulers fed from the
+vocabulary, a rule-based sentencizer, and the rules that shape mentions (nlp/rules.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from nlp.vocabulary import Concept, surface_forms, vocabulary
+from nlp.rules import SPANISH_SUFFIX, ConceptRules
+from nlp.vocabulary import Concept, spanish_forms, surface_forms, vocabulary
 
 
 @Language.component("paragraph_breaks")
@@ -29,12 +30,23 @@ def is_case_sensitive(form: str) -> bool:
 
 
 def patterns_for(concept: Concept, exact: bool) -> list[dict[str, Any]]:
-    """Phrase patterns of CONCEPT: the case-sensitive short forms, or all the others."""
+    """Phrase patterns of CONCEPT: the case-sensitive short forms, or all the others. Forms
+    only Spanish uses carry a marker the rules resolve by the text's language."""
+    english = list(surface_forms(concept))
+    lowered = {form.lower() for form in english}
+    spanish = [form for form in spanish_forms(concept) if form.lower() not in lowered]
     return [
-        {"label": concept.label, "pattern": form, "id": concept.slug}
-        for form in surface_forms(concept)
+        {"label": concept.label, "pattern": form, "id": concept.slug + suffix}
+        for forms, suffix in ((english, ""), (spanish, SPANISH_SUFFIX))
+        for form in forms
         if is_case_sensitive(form) == exact
     ]
+
+
+def _rules(concepts: tuple[Concept, ...]) -> ConceptRules:
+    sites = frozenset(site.lower() for c in concepts for site in c.sites)
+    ambiguous = frozenset(form for c in concepts for form in c.ambiguous)
+    return ConceptRules(sites, ambiguous)
 
 
 def build_pipeline(concepts: tuple[Concept, ...] | None = None) -> Language:
@@ -52,7 +64,22 @@ def build_pipeline(concepts: tuple[Concept, ...] | None = None) -> Language:
     ruler.add_patterns([p for c in concepts for p in patterns_for(c, exact=False)])  # type: ignore[attr-defined]
     nlp.add_pipe("sentencizer")
     nlp.add_pipe("paragraph_breaks")
+    rules = _rules(concepts)
+    nlp.add_pipe("concept_rules")
+    nlp.get_pipe("concept_rules").rules = rules  # type: ignore[attr-defined]
     return nlp
+
+
+class _RulesComponent:
+    rules: ConceptRules | None = None
+
+    def __call__(self, doc: Doc) -> Doc:
+        return self.rules(doc) if self.rules is not None else doc
+
+
+@Language.factory("concept_rules")
+def _make_rules(nlp: Language, name: str) -> _RulesComponent:
+    return _RulesComponent()
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,11 @@
 """The curated vocabulary (nlp/vocab/*.jsonl): one concept a line with its synonyms.
 
 Each line: {"slug", "label" (THERAPY|CANCER|TARGET), "name", "synonyms": [...],
-"synonyms_es": [...] (optional), "xrefs": {"mesh": "D..."}, "parent": slug or null}.
+"synonyms_es": [...] (optional), "xrefs": {"mesh": "D..."}, "parent": slug or null}, and for
+cancers optionally "sites" (the organ words that name the concept with any neoplasm noun:
+"ovarian" gives "ovarian tumour", "ovarian carcinoma", "carcinoma of the ovarian"... only the
+sensible ones ever match) and "ambiguous" (short forms that are also ordinary words or other
+abbreviations, tagged only where the text defines them or speaks of cancer).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class Concept:
     synonyms_es: tuple[str, ...] = ()
     xrefs: dict[str, str] = field(default_factory=dict, hash=False)
     parent: str | None = None
+    sites: tuple[str, ...] = ()
+    ambiguous: tuple[str, ...] = ()
 
 
 def spelling_variants(term: str) -> set[str]:
@@ -69,11 +75,17 @@ def _parse(path: Path, number: int, line: str) -> Concept:
             synonyms_es=tuple(data.get("synonyms_es", [])),
             xrefs=dict(data.get("xrefs") or {}),
             parent=data.get("parent"),
+            sites=tuple(data.get("sites", [])),
+            ambiguous=tuple(data.get("ambiguous", [])),
         )
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise VocabularyError(f"{path.name}:{number}: bad concept line ({exc})") from exc
     if concept.label not in LABELS:
         raise VocabularyError(f"{path.name}:{number}: unknown label {concept.label!r}")
+    stray = set(concept.ambiguous) - set(concept.synonyms)
+    if stray:
+        raise VocabularyError(f"{path.name}:{number}: ambiguous forms that are not synonyms: "
+                              f"{sorted(stray)}")
     return concept
 
 
@@ -102,10 +114,33 @@ def by_slug() -> dict[str, Concept]:
     return {c.slug: c for c in vocabulary()}
 
 
-def surface_forms(concept: Concept) -> Iterator[str]:
-    seen: set[str] = set()
-    for synonym in (*concept.synonyms, *concept.synonyms_es):
-        for form in sorted(spelling_variants(synonym)):
+# the nouns that name a neoplasm of a site: "<site> <noun>" and "<noun> of the <site>"
+NEOPLASM_NOUNS = ("cancer", "carcinoma", "adenocarcinoma", "tumour", "neoplasm", "malignancy")
+
+
+def site_phrases(concept: Concept) -> Iterator[str]:
+    for site in concept.sites:
+        for noun in NEOPLASM_NOUNS:
+            yield f"{site} {noun}"
+            if site.islower():
+                yield f"{noun} of the {site}"
+                yield f"{noun} of {site}"
+
+
+def _variants(terms: Iterator[str] | tuple[str, ...], seen: set[str]) -> Iterator[str]:
+    for term in terms:
+        for form in sorted(spelling_variants(term)):
             if form not in seen:
                 seen.add(form)
                 yield form
+
+
+def surface_forms(concept: Concept) -> Iterator[str]:
+    """Every form of CONCEPT in English: synonyms and site phrases, both spellings, plurals."""
+    yield from _variants(concept.synonyms, set())
+    yield from _variants(site_phrases(concept), set(concept.synonyms))
+
+
+def spanish_forms(concept: Concept) -> Iterator[str]:
+    """The Spanish forms of CONCEPT (some are spelled as in English: "melanoma")."""
+    yield from _variants(concept.synonyms_es, set())

@@ -1,0 +1,77 @@
+"""Abbreviations defined in running text, "long form (SF)", found the Schwartz–Hearst way.
+
+The short form is the text inside the parentheses (one or two words, 2 to 10 characters, starting
+with a letter or digit, holding a letter). Its long form is the shortest run of the words just
+before the parenthesis in which every character of the short form appears in order, read from
+the end, the first one at the start of a word; at most min(|SF| + 5, 2·|SF|) words are looked at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spacy.tokens import Doc
+
+
+@dataclass(frozen=True)
+class Abbreviation:
+    short: str
+    short_start: int  # token offsets of the short form
+    short_end: int
+    long_start_char: int  # character offsets of the long form
+    long_end_char: int
+
+
+def _is_short_form(text: str) -> bool:
+    return (2 <= len(text) <= 10 and text[0].isalnum() and any(ch.isalpha() for ch in text)
+            and len(text.split()) <= 2)
+
+
+def long_form_start(short: str, candidate: str) -> int | None:
+    """Where in CANDIDATE (the words before the parenthesis) the long form of SHORT starts, or
+    None when SHORT's letters cannot be found in it in order."""
+    letters = [ch.lower() for ch in short if ch.isalnum()]
+    s, position = len(letters) - 1, len(candidate) - 1
+    while s >= 0:
+        wanted = letters[s]
+        while position >= 0 and (
+            candidate[position].lower() != wanted
+            or (s == 0 and position > 0 and candidate[position - 1].isalnum())
+        ):
+            position -= 1
+        if position < 0:
+            return None
+        s -= 1
+        position -= 1
+    start = position + 1
+    while start > 0 and candidate[start - 1].isalnum():  # back to the start of that word
+        start -= 1
+    return start
+
+
+def find_abbreviations(doc: Doc) -> list[Abbreviation]:
+    found = []
+    for token in doc:
+        if token.text != "(" or token.i == 0:
+            continue
+        close = next((t.i for t in doc[token.i + 1:token.i + 5] if t.text == ")"), None)
+        if close is None or close == token.i + 1:
+            continue
+        short = doc[token.i + 1:close].text
+        if not _is_short_form(short):
+            continue
+        words = min(len(short) + 5, 2 * len(short))
+        first = max(0, token.i - words)
+        sentence_start = token.sent.start if doc.has_annotation("SENT_START") else 0
+        first = max(first, sentence_start)
+        if first >= token.i:
+            continue
+        span = doc[first:token.i]
+        start = long_form_start(short, span.text)
+        if start is None:
+            continue
+        long_start = span.start_char + start
+        if doc.text[long_start:span.end_char].lower().startswith(short.lower()):
+            continue  # "CAR (CAR)": the short form repeated is no definition
+        found.append(Abbreviation(short, token.i + 1, close, long_start, span.end_char))
+    return found

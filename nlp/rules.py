@@ -1,0 +1,221 @@
+"""The rules that turn dictionary matches into mentions as a curator marks them.
+
+They run on the entity rulers' matches (nlp/pipeline.py), in this order:
+
+1. Spanish-only forms count only in Spanish text.
+2. Abbreviations defined in the text (Schwartz–Hearst, nlp/abbreviations.py): a short form whose
+   long form is a tagged concept is that concept wherever it appears; one defined as something
+   else is no concept at all.
+3. Ambiguous short forms (ALL, MM, HCC...) stay only where defined or beside another cancer.
+4. A bare neoplasm noun that modifies another ("tumour suppressor", "tumor-bearing") is dropped.
+5. Cancer spans follow the annotated corpora's convention: coordinated sites are one mention
+   ("colorectal, endometrial and ovarian cancers"), and inheritance or behaviour words belong to
+   it ("hereditary breast cancer", "malignant melanoma"), while settings stay outside
+   ("metastatic breast cancer" is breast cancer; the setting is an article label).
+6. A neoplasm noun after an organ adjective the vocabulary lacks ("ampullary carcinoma") makes a
+   mention of the noun's own concept, the nearest parent.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from spacy.tokens import Doc, Span
+
+from nlp.abbreviations import find_abbreviations
+from nlp.language import guess_language
+
+SPANISH_SUFFIX = "|es"
+
+# Words a curator keeps inside a cancer mention (learned from the NCBI Disease and BC5CDR
+# training annotations); settings such as metastatic, advanced or recurrent stay outside.
+INCLUDED_MODIFIERS = frozenset({
+    "familial", "hereditary", "inherited", "sporadic", "nonhereditary", "non-hereditary",
+    "nonfamilial", "non-familial", "bilateral", "unilateral", "malignant", "benign",
+    "attenuated", "multifocal", "multicentric", "multi-centric", "papillary", "nonpapillary",
+    "non-papillary", "invasive", "noninvasive", "non-invasive", "childhood", "paediatric",
+    "pediatric", "juvenile", "adult",
+})
+# Bare neoplasm nouns: alone they name the class; before these words they name something else.
+GENERIC_NOUNS = frozenset({
+    "cancer", "cancers", "tumour", "tumours", "tumor", "tumors", "neoplasm", "neoplasms",
+    "malignancy", "malignancies", "carcinoma", "carcinomas", "neoplasia", "adenocarcinoma",
+    "adenocarcinomas",
+})
+NOT_A_MENTION_BEFORE = frozenset({
+    "-", "suppressor", "suppressors", "suppression", "suppressing", "necrosis", "registry",
+    "registries", "marker", "markers", "antigen", "antigens", "microenvironment", "mutational",
+    "mutation", "burden", "immunology", "biology", "genome", "genomics", "board", "centre",
+    "center", "centers", "centres", "research", "institute", "society", "survivors",
+    "survivor", "care", "screening", "agency", "network",
+})
+CONJUNCTIONS = frozenset({",", "and", "or", "/", "-", "&", "und"})
+# organ adjectives an unknown "<adjective> carcinoma" may be built on
+_ORGAN_ADJECTIVE = re.compile(r"^[a-z]{4,}(?:al|ic|ary|ar|ine|eal|ial)$")
+NOT_AN_ORGAN = frozenset({
+    "metastatic", "clinical", "several", "primary", "secondary", "additional", "typical",
+    "atypical", "original", "general", "classical", "potential", "historical", "critical",
+    "medical", "surgical", "experimental", "genetic", "specific", "systemic", "chronic",
+    "local", "regional", "distal", "proximal", "initial", "final", "terminal", "fatal",
+    "lethal", "similar", "particular", "various", "peculiar", "regular", "molecular",
+    "cellular", "epithelial", "preclinical", "basal", "ductal", "lobular", "ordinary",
+    "necessary", "secondary", "solitary", "rare", "familiar", "spontaneous", "synchronous",
+    "residual", "occult", "radical", "human", "murine", "canine", "feline", "animal",
+    "natural", "sporadic", "hereditary", "bilateral", "unilateral", "multifocal", "focal",
+    "minimal", "trial", "usual", "unusual", "annual", "actual", "dual", "virtual",
+    "individual", "environmental", "social", "mental", "total", "partial", "internal",
+    "external", "lateral", "central", "peripheral", "neural", "skeletal", "visceral",
+    "parietal", "interstitial", "endothelial", "stromal", "mesenchymal", "vascular",
+    "muscular", "glandular", "tubular", "nodular", "papillary", "medullary", "ampullary",
+}) - {"ampullary", "medullary"}
+
+
+@dataclass
+class _Mention:
+    start: int
+    end: int
+    label: str
+    concept: str
+
+    def span(self, doc: Doc) -> Span:
+        return Span(doc, self.start, self.end, label=self.label, span_id=self.concept)
+
+
+def _mentions(doc: Doc) -> list[_Mention]:
+    return [_Mention(e.start, e.end, e.label_, e.ent_id_) for e in doc.ents]
+
+
+class ConceptRules:
+    def __init__(self, site_words: frozenset[str], ambiguous: frozenset[str]):
+        self.site_words = site_words  # lower-cased organ words ("breast", "non-small cell lung")
+        self.ambiguous = ambiguous
+        self.longest_site = max((len(w.split()) for w in site_words), default=1) + 2
+
+    def __call__(self, doc: Doc) -> Doc:
+        mentions = _mentions(doc)
+        if not mentions:
+            return doc
+        mentions = self._language(doc, mentions)
+        mentions = self._abbreviations(doc, mentions)
+        mentions = self._ambiguous(doc, mentions)
+        mentions = [m for m in mentions if not self._modifies_a_noun(doc, m)]
+        mentions = [self._extend(doc, m) if m.label == "CANCER" else m for m in mentions]
+        doc.ents = _without_overlaps(doc, mentions)
+        return doc
+
+    # 1
+    @staticmethod
+    def _language(doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
+        if not any(m.concept.endswith(SPANISH_SUFFIX) for m in mentions):
+            return mentions
+        spanish = guess_language(doc.text) == "es"
+        kept = []
+        for m in mentions:
+            if m.concept.endswith(SPANISH_SUFFIX):
+                if not spanish:
+                    continue
+                m.concept = m.concept[:-len(SPANISH_SUFFIX)]
+            kept.append(m)
+        return kept
+
+    # 2
+    def _abbreviations(self, doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
+        if "(" not in doc.text:
+            return mentions
+        defined: dict[str, _Mention | None] = {}
+        by_end = {m.end: m for m in mentions}
+        for abbreviation in find_abbreviations(doc):
+            before = by_end.get(abbreviation.short_start - 1)
+            if before is not None and doc[before.start].idx <= abbreviation.long_end_char \
+                    and doc[before.end - 1].idx + len(doc[before.end - 1]) >= \
+                    abbreviation.long_start_char:
+                defined.setdefault(abbreviation.short, before)
+            else:
+                defined.setdefault(abbreviation.short, None)
+        if not defined:
+            return mentions
+        kept = [m for m in mentions
+                if doc[m.start:m.end].text not in defined or defined[doc[m.start:m.end].text]]
+        taken = {i for m in kept for i in range(m.start, m.end)}
+        for token in doc:
+            meaning = defined.get(token.text)
+            if meaning is not None and token.i not in taken:
+                kept.append(_Mention(token.i, token.i + 1, meaning.label, meaning.concept))
+                taken.add(token.i)
+            # two-token short forms ("B-ALL" is one token; "WT 1" is not worth it)
+        kept.sort(key=lambda m: m.start)
+        self._defined = {k for k, v in defined.items() if v is not None}
+        return kept
+
+    # 3
+    def _ambiguous(self, doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
+        defined = getattr(self, "_defined", set())
+        self._defined = set()
+        doubtful = [m for m in mentions if doc[m.start:m.end].text in self.ambiguous
+                    and doc[m.start:m.end].text not in defined]
+        if not doubtful:
+            return mentions
+        context = any(m.label == "CANCER" and m not in doubtful for m in mentions)
+        return mentions if context else [m for m in mentions if m not in doubtful]
+
+    # 4
+    @staticmethod
+    def _modifies_a_noun(doc: Doc, mention: _Mention) -> bool:
+        """A bare neoplasm noun qualifying the next word: "tumour suppressor", "tumor-bearing"."""
+        if mention.end - mention.start != 1 or mention.end >= len(doc):
+            return False
+        noun, following = doc[mention.start], doc[mention.end]
+        if noun.lower_ not in GENERIC_NOUNS:
+            return False
+        if following.text == "-":
+            return noun.whitespace_ == ""
+        return following.lower_ in NOT_A_MENTION_BEFORE
+
+    # 5 and 6
+    def _extend(self, doc: Doc, mention: _Mention) -> _Mention:
+        start = mention.start
+        # coordinated sites: "<site> (, <site>)* (and|or|/|-) <site> <noun>"
+        first_words = doc[start:mention.end].text.lower()
+        if any(first_words.startswith(w + " ") for w in self.site_words):
+            start = self._coordinated(doc, start)
+        # an unknown organ adjective before a bare noun
+        if start == mention.start and mention.end - mention.start == 1 \
+                and doc[start].lower_ in GENERIC_NOUNS and start > 0:
+            before = doc[start - 1]
+            if _ORGAN_ADJECTIVE.match(before.lower_) and before.lower_ not in NOT_AN_ORGAN:
+                start -= 1
+        while start > 0 and doc[start - 1].lower_ in INCLUDED_MODIFIERS:
+            start -= 1
+        # "non-hereditary", written as three tokens
+        while start > 2 and doc[start - 2].text == "-" \
+                and f"{doc[start - 3].lower_}-{doc[start - 1].lower_}" in INCLUDED_MODIFIERS:
+            start -= 3
+        mention.start = start
+        return mention
+
+    def _coordinated(self, doc: Doc, start: int) -> int:
+        position = start
+        while True:
+            j = position
+            conjunctions = 0
+            while j > 0 and doc[j - 1].lower_ in CONJUNCTIONS and conjunctions < 3:
+                j -= 1
+                conjunctions += 1
+            if not conjunctions:
+                return position
+            for width in range(min(self.longest_site, j), 0, -1):
+                if doc[j - width:j].text.lower() in self.site_words:
+                    position = j - width
+                    break
+            else:
+                return position
+
+
+def _without_overlaps(doc: Doc, mentions: list[_Mention]) -> list[Span]:
+    spans, last_end = [], -1
+    for m in sorted(mentions, key=lambda m: (m.start, -(m.end - m.start))):
+        if m.start >= last_end:
+            spans.append(m.span(doc))
+            last_end = m.end
+    return spans
