@@ -44,7 +44,7 @@ def patterns_for(concept: Concept, exact: bool) -> list[dict[str, Any]]:
 
 
 def _rules(concepts: tuple[Concept, ...]) -> ConceptRules:
-    sites = frozenset(site.lower() for c in concepts for site in c.sites)
+    sites = {site.lower(): c.slug for c in concepts for site in c.sites}
     ambiguous = frozenset(form for c in concepts for form in c.ambiguous)
     return ConceptRules(sites, ambiguous)
 

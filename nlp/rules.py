@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span
 
+# (start token, end token) of a coordinated mention -> the other conjuncts' concepts
+Doc.set_extension("also", default=None, force=True)
+
 from nlp.abbreviations import find_abbreviations
 from nlp.language import guess_language
 
@@ -34,8 +37,7 @@ INCLUDED_MODIFIERS = frozenset({
     "familial", "hereditary", "inherited", "sporadic", "nonhereditary", "non-hereditary",
     "nonfamilial", "non-familial", "bilateral", "unilateral", "malignant", "benign",
     "attenuated", "multifocal", "multicentric", "multi-centric", "papillary", "nonpapillary",
-    "non-papillary", "invasive", "noninvasive", "non-invasive", "childhood", "paediatric",
-    "pediatric", "juvenile", "adult",
+    "non-papillary", "invasive", "noninvasive", "non-invasive",
 })
 # Bare neoplasm nouns: alone they name the class; before these words they name something else.
 GENERIC_NOUNS = frozenset({
@@ -50,7 +52,7 @@ NOT_A_MENTION_BEFORE = frozenset({
     "center", "centers", "centres", "research", "institute", "society", "survivors",
     "survivor", "care", "screening", "agency", "network",
 })
-CONJUNCTIONS = frozenset({",", "and", "or", "/", "-", "&", "und"})
+CONJUNCTIONS = frozenset({",", "and", "or", "and/or", "/", "-", "&"})
 # organ adjectives an unknown "<adjective> carcinoma" may be built on
 _ORGAN_ADJECTIVE = re.compile(r"^[a-z]{4,}(?:al|ic|ary|ar|ine|eal|ial)$")
 NOT_AN_ORGAN = frozenset({
@@ -71,12 +73,16 @@ NOT_AN_ORGAN = frozenset({
 }) - {"ampullary", "medullary"}
 
 
+_NEOPLASM_WORD = re.compile(r"^[a-z]+(?:oma|omas|omata)$")
+
+
 @dataclass
 class _Mention:
     start: int
     end: int
     label: str
     concept: str
+    also: tuple[str, ...] = ()
 
     def span(self, doc: Doc) -> Span:
         return Span(doc, self.start, self.end, label=self.label, span_id=self.concept)
@@ -87,10 +93,10 @@ def _mentions(doc: Doc) -> list[_Mention]:
 
 
 class ConceptRules:
-    def __init__(self, site_words: frozenset[str], ambiguous: frozenset[str]):
-        self.site_words = site_words  # lower-cased organ words ("breast", "non-small cell lung")
+    def __init__(self, sites: dict[str, str], ambiguous: frozenset[str]):
+        self.sites = sites  # lower-cased organ words ("breast", "non-small cell lung") -> concept
         self.ambiguous = ambiguous
-        self.longest_site = max((len(w.split()) for w in site_words), default=1) + 2
+        self.longest_site = max((len(w.split()) for w in sites), default=1) + 2
 
     def __call__(self, doc: Doc) -> Doc:
         mentions = _mentions(doc)
@@ -102,6 +108,9 @@ class ConceptRules:
         mentions = [m for m in mentions if not self._modifies_a_noun(doc, m)]
         mentions = [self._extend(doc, m) if m.label == "CANCER" else m for m in mentions]
         doc.ents = _without_overlaps(doc, mentions)
+        also = {(m.start, m.end): m.also for m in mentions if m.also}
+        if also:
+            doc._.also = also
         return doc
 
     # 1
@@ -177,11 +186,12 @@ class ConceptRules:
         start = mention.start
         # coordinated sites: "<site> (, <site>)* (and|or|/|-) <site> <noun>"
         first_words = doc[start:mention.end].text.lower()
-        if any(first_words.startswith(w + " ") for w in self.site_words):
-            start = self._coordinated(doc, start)
-        # an unknown organ adjective before a bare noun
-        if start == mention.start and mention.end - mention.start == 1 \
-                and doc[start].lower_ in GENERIC_NOUNS and start > 0:
+        if any(first_words.startswith(w + " ") for w in self.sites):
+            start, others = self._coordinated(doc, start)
+            mention.also = tuple(c for c in others if c != mention.concept)
+        # an unknown organ or cell-type adjective before a one-word mention
+        if start == mention.start and mention.end - mention.start == 1 and start > 0 \
+                and (doc[start].lower_ in GENERIC_NOUNS or _NEOPLASM_WORD.match(doc[start].lower_)):
             before = doc[start - 1]
             if _ORGAN_ADJECTIVE.match(before.lower_) and before.lower_ not in NOT_AN_ORGAN:
                 start -= 1
@@ -194,8 +204,9 @@ class ConceptRules:
         mention.start = start
         return mention
 
-    def _coordinated(self, doc: Doc, start: int) -> int:
-        position = start
+    def _coordinated(self, doc: Doc, start: int) -> tuple[int, list[str]]:
+        """Where a run of coordinated organ words before START begins, and their concepts."""
+        position, concepts = start, []
         while True:
             j = position
             conjunctions = 0
@@ -203,13 +214,15 @@ class ConceptRules:
                 j -= 1
                 conjunctions += 1
             if not conjunctions:
-                return position
+                return position, concepts
             for width in range(min(self.longest_site, j), 0, -1):
-                if doc[j - width:j].text.lower() in self.site_words:
+                concept = self.sites.get(doc[j - width:j].text.lower())
+                if concept is not None:
                     position = j - width
+                    concepts.append(concept)
                     break
             else:
-                return position
+                return position, concepts
 
 
 def _without_overlaps(doc: Doc, mentions: list[_Mention]) -> list[Span]:

@@ -22,9 +22,17 @@ class Entity:
     concept: str
     name: str
     xrefs: dict[str, str] = field(default_factory=dict)
+    # the other concepts of a coordinated mention: "breast and ovarian cancer" is ovarian cancer,
+    # also breast cancer
+    also: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.also:
+            del data["also"]
+        else:
+            data["also"] = list(self.also)
+        return data
 
 
 @dataclass
@@ -33,7 +41,7 @@ class Annotation:
     summary: str
 
     def mention_counts(self) -> Counter[str]:
-        return Counter(e.concept for e in self.entities)
+        return Counter(c for e in self.entities for c in (e.concept, *e.also))
 
     def as_dict(self) -> dict[str, object]:
         return {"entities": [e.as_dict() for e in self.entities], "summary": self.summary}
@@ -41,6 +49,7 @@ class Annotation:
 
 def _entities(doc: Doc, offset: int = 0) -> list[Entity]:
     concepts = by_slug()
+    also = doc._.also or {}
     found = []
     for ent in doc.ents:
         concept = concepts[ent.ent_id_]
@@ -53,6 +62,7 @@ def _entities(doc: Doc, offset: int = 0) -> list[Entity]:
                 concept=concept.slug,
                 name=concept.name,
                 xrefs=dict(concept.xrefs),
+                also=also.get((ent.start, ent.end), ()),
             )
         )
     return found

@@ -29,8 +29,8 @@ _SPELLINGS = [
     ("personalised", "personalized"),
 ]
 _PLURALISABLE = re.compile(
-    r"(cancer|carcinoma|tumou?r|lymphoma|leuka?emia|melanoma|sarcoma|glioma|myeloma|neoplasm|"
-    r"blastoma|mesothelioma|inhibitor|vaccine|engager|virus)$"
+    r"(cancer|tumou?r|leuka?emia|neoplasm|malignancy|polyp|oma|inhibitor|vaccine|engager|"
+    r"virus)$"
 )
 
 
@@ -60,7 +60,8 @@ def spelling_variants(term: str) -> set[str]:
             forms.add(form.replace(american, british))
     for form in list(forms):
         if _PLURALISABLE.search(form):
-            forms.add(form[:-5] + "viruses" if form.endswith("virus") else form + "s")
+            forms.add(form[:-5] + "viruses" if form.endswith("virus")
+                      else form[:-1] + "ies" if form.endswith("malignancy") else form + "s")
     return forms
 
 
