@@ -45,10 +45,13 @@ GENERIC_NOUNS = frozenset({
     "malignancy", "malignancies", "carcinoma", "carcinomas", "neoplasia", "adenocarcinoma",
     "adenocarcinomas",
 })
+# the concepts those nouns name alone ("Wilms tumour suppressor" still names Wilms tumour)
+GENERIC_CONCEPTS = frozenset({"cancer", "solid-tumour", "carcinoma", "adenocarcinoma",
+                              "hereditary-cancer-syndrome"})
 NOT_A_MENTION_BEFORE = frozenset({
     "-", "suppressor", "suppressors", "suppression", "suppressing", "necrosis", "registry",
     "registries", "marker", "markers", "antigen", "antigens", "microenvironment", "mutational",
-    "mutation", "burden", "immunology", "biology", "genome", "genomics", "board", "centre",
+    "mutation", "burden", "immunology", "genome", "genomics", "board", "centre",
     "center", "centers", "centres", "research", "institute", "society", "survivors",
     "survivor", "care", "screening", "agency", "network",
 })
@@ -171,30 +174,29 @@ class ConceptRules:
     # 4
     @staticmethod
     def _modifies_a_noun(doc: Doc, mention: _Mention) -> bool:
-        """A bare neoplasm noun qualifying the next word: "tumour suppressor", "tumor-bearing"."""
-        if mention.end - mention.start != 1 or mention.end >= len(doc):
+        """A mention ending in a bare neoplasm noun that qualifies the next word: "tumour
+        suppressor", "tumor-bearing", "familial tumour suppressor genes"."""
+        if mention.end >= len(doc):
             return False
-        noun, following = doc[mention.start], doc[mention.end]
-        if noun.lower_ not in GENERIC_NOUNS:
+        noun, following = doc[mention.end - 1], doc[mention.end]
+        if noun.lower_ not in GENERIC_NOUNS or mention.concept not in GENERIC_CONCEPTS:
             return False
         if following.text == "-":
-            return noun.whitespace_ == ""
+            return noun.whitespace_ == "" and mention.end - mention.start == 1
         return following.lower_ in NOT_A_MENTION_BEFORE
 
     # 5 and 6
     def _extend(self, doc: Doc, mention: _Mention) -> _Mention:
         start = mention.start
-        # coordinated sites: "<site> (, <site>)* (and|or|/|-) <site> <noun>"
-        first_words = doc[start:mention.end].text.lower()
-        if any(first_words.startswith(w + " ") for w in self.sites):
-            start, others = self._coordinated(doc, start)
-            mention.also = tuple(c for c in others if c != mention.concept)
         # an unknown organ or cell-type adjective before a one-word mention
-        if start == mention.start and mention.end - mention.start == 1 and start > 0 \
-                and (doc[start].lower_ in GENERIC_NOUNS or _NEOPLASM_WORD.match(doc[start].lower_)):
-            before = doc[start - 1]
-            if _ORGAN_ADJECTIVE.match(before.lower_) and before.lower_ not in NOT_AN_ORGAN:
-                start -= 1
+        if mention.end - mention.start == 1 and start > 0 \
+                and (doc[start].lower_ in GENERIC_NOUNS or _NEOPLASM_WORD.match(doc[start].lower_)) \
+                and self._is_organ_adjective(doc[start - 1].lower_):
+            start -= 1
+        # coordinated sites: "<site> (, <site>)* (and|or|/|-) <site> <noun>"
+        if self._site_at(doc, start, mention.end) is not None:
+            start, others = self._coordinated(doc, start)
+            mention.also = tuple(dict.fromkeys(c for c in others if c != mention.concept))
         while start > 0 and doc[start - 1].lower_ in INCLUDED_MODIFIERS:
             start -= 1
         # "non-hereditary", written as three tokens
@@ -203,6 +205,18 @@ class ConceptRules:
             start -= 3
         mention.start = start
         return mention
+
+    @staticmethod
+    def _is_organ_adjective(word: str) -> bool:
+        return bool(_ORGAN_ADJECTIVE.match(word)) and word not in NOT_AN_ORGAN
+
+    def _site_at(self, doc: Doc, start: int, end: int) -> str | None:
+        """The concept ("" if unknown) of the organ word(s) a mention starts with, or None."""
+        text = doc[start:end].text.lower()
+        for site, concept in self.sites.items():
+            if text.startswith(site + " "):
+                return concept
+        return "" if end - start > 1 and self._is_organ_adjective(doc[start].lower_) else None
 
     def _coordinated(self, doc: Doc, start: int) -> tuple[int, list[str]]:
         """Where a run of coordinated organ words before START begins, and their concepts."""
@@ -216,10 +230,15 @@ class ConceptRules:
             if not conjunctions:
                 return position, concepts
             for width in range(min(self.longest_site, j), 0, -1):
-                concept = self.sites.get(doc[j - width:j].text.lower())
+                words = doc[j - width:j].text.lower()
+                concept = self.sites.get(words)
+                if concept is None and width == 1 and (
+                        self._is_organ_adjective(words) or words in ("solid", "haematopoietic")):
+                    concept = ""
                 if concept is not None:
                     position = j - width
-                    concepts.append(concept)
+                    if concept:
+                        concepts.append(concept)
                     break
             else:
                 return position, concepts
