@@ -7,6 +7,7 @@ Other backends get a plain substring match until their own index lands.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -130,18 +131,40 @@ def search_articles(
 
 
 def facets(session: Session, matching: sa.Subquery, limit: int) -> dict[str, list[FacetValue]]:
-    """Counts of each concept among the matching articles, by label, largest first."""
-    count = func.count().label("n")
-    rows = session.execute(
-        select(Concept.label, Concept.slug, Concept.name, count)
-        .join(ArticleConcept, ArticleConcept.concept_id == Concept.id)
+    """Articles under each concept among the matching ones, by label, largest first.
+
+    An article tagged with a concept counts for its ancestors too, as filtering on a concept
+    includes its descendants: a facet's count is what clicking it shows."""
+    concepts = {cid: (label, slug, name, parent)
+                for cid, label, slug, name, parent in session.execute(
+                    select(Concept.id, Concept.label, Concept.slug, Concept.name,
+                           Concept.parent_slug))}
+    id_of = {slug: cid for cid, (_, slug, _, _) in concepts.items()}
+    ancestry: dict[int, list[int]] = {}
+
+    def lineage(cid: int) -> list[int]:
+        if cid not in ancestry:
+            chain, seen, current = [], set(), cid
+            while current is not None and current not in seen:
+                seen.add(current)
+                chain.append(current)
+                parent = concepts[current][3]
+                current = id_of.get(parent) if parent else None
+            ancestry[cid] = chain
+        return ancestry[cid]
+
+    members: dict[int, set[int]] = defaultdict(set)
+    for article_id, concept_id in session.execute(
+        select(ArticleConcept.article_id, ArticleConcept.concept_id)
         .where(ArticleConcept.article_id.in_(select(matching.c.id)))
-        .group_by(Concept.id, Concept.label, Concept.slug, Concept.name)
-        .order_by(count.desc(), Concept.name)
-    ).all()
+    ):
+        for cid in lineage(concept_id):
+            members[cid].add(article_id)
+    ranked = sorted(members.items(), key=lambda kv: (-len(kv[1]), concepts[kv[0]][2]))
     result: dict[str, list[FacetValue]] = {}
-    for label, slug, name, n in rows:
+    for cid, articles in ranked:
+        label, slug, name, _ = concepts[cid]
         values = result.setdefault(label, [])
         if len(values) < limit:
-            values.append(FacetValue(label, slug, name, n))
+            values.append(FacetValue(label, slug, name, len(articles)))
     return result

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span
 
-# (start token, end token) of a coordinated mention -> the other conjuncts' concepts
-Doc.set_extension("also", default=None, force=True)
-
 from nlp.abbreviations import find_abbreviations
 from nlp.language import guess_language
+
+# (start token, end token) of a coordinated mention -> the other conjuncts' concepts
+Doc.set_extension("also", default=None, force=True)
 
 SPANISH_SUFFIX = "|es"
 
@@ -65,15 +65,15 @@ NOT_AN_ORGAN = frozenset({
     "local", "regional", "distal", "proximal", "initial", "final", "terminal", "fatal",
     "lethal", "similar", "particular", "various", "peculiar", "regular", "molecular",
     "cellular", "epithelial", "preclinical", "basal", "ductal", "lobular", "ordinary",
-    "necessary", "secondary", "solitary", "rare", "familiar", "spontaneous", "synchronous",
+    "necessary", "solitary", "rare", "familiar", "spontaneous", "synchronous",
     "residual", "occult", "radical", "human", "murine", "canine", "feline", "animal",
     "natural", "sporadic", "hereditary", "bilateral", "unilateral", "multifocal", "focal",
     "minimal", "trial", "usual", "unusual", "annual", "actual", "dual", "virtual",
     "individual", "environmental", "social", "mental", "total", "partial", "internal",
     "external", "lateral", "central", "peripheral", "neural", "skeletal", "visceral",
     "parietal", "interstitial", "endothelial", "stromal", "mesenchymal", "vascular",
-    "muscular", "glandular", "tubular", "nodular", "papillary", "medullary", "ampullary",
-}) - {"ampullary", "medullary"}
+    "muscular", "glandular", "tubular", "nodular", "papillary",
+})
 
 
 _NEOPLASM_WORD = re.compile(r"^[a-z]+(?:oma|omas|omata)$")
@@ -189,8 +189,9 @@ class ConceptRules:
     def _extend(self, doc: Doc, mention: _Mention) -> _Mention:
         start = mention.start
         # an unknown organ or cell-type adjective before a one-word mention
+        word = doc[start].lower_
         if mention.end - mention.start == 1 and start > 0 \
-                and (doc[start].lower_ in GENERIC_NOUNS or _NEOPLASM_WORD.match(doc[start].lower_)) \
+                and (word in GENERIC_NOUNS or _NEOPLASM_WORD.match(word)) \
                 and self._is_organ_adjective(doc[start - 1].lower_):
             start -= 1
         # coordinated sites: "<site> (, <site>)* (and|or|/|-) <site> <noun>"

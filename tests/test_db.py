@@ -100,10 +100,13 @@ def test_concept_filter_includes_children_and_facets_count(db_url):
     titles, page = _search(db_url, slugs=["breast-cancer"])
     assert sorted(titles) == ["Breast story", "TNBC story"]  # the child is included
     assert page.total == 2
+    # a facet counts what clicking it shows: an article counts for its tags' ancestors too
     therapy = {f.slug: f.count for f in page.facets["THERAPY"]}
-    assert therapy == {"pembrolizumab": 2}
+    assert therapy == {"pembrolizumab": 2, "pd-1-inhibitor": 2,
+                       "immune-checkpoint-inhibitor": 2, "immunotherapy": 2}
     cancers = {f.slug: f.count for f in page.facets["CANCER"]}
-    assert cancers == {"breast-cancer": 1, "triple-negative-breast-cancer": 1}
+    assert cancers == {"breast-cancer": 2, "triple-negative-breast-cancer": 1,
+                       "solid-tumour": 2, "cancer": 2}
     assert _search(db_url, slugs=["triple-negative-breast-cancer"])[0] == ["TNBC story"]
     assert _search(db_url, slugs=["breast-cancer", "lung-cancer"])[0] == []
     assert _search(db_url, slugs=["no-such-slug"])[0] == []

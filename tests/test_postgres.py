@@ -50,7 +50,8 @@ def test_migrate_upsert_and_search_on_postgres(pg_url):
     with session_scope(pg_url) as s:
         page = search_articles(s, parse_query("durvalumab -mouse"), ["bladder-cancer"])
         assert [h.article.title for h in page.hits] == ["Durvalumab in bladder cancer"]
-        assert {f.slug for f in page.facets["THERAPY"]} == {"durvalumab"}
+        assert {f.slug for f in page.facets["THERAPY"]} == {
+            "durvalumab", "pd-l1-inhibitor", "immune-checkpoint-inhibitor", "immunotherapy"}
         assert search_articles(s, parse_query("durvalumab"), ["lung-cancer"]).total == 0
 
 
