@@ -197,7 +197,7 @@ class ConceptRules:
         # coordinated sites: "<site> (, <site>)* (and|or|/|-) <site> <noun>"
         if self._site_at(doc, start, mention.end) is not None:
             start, others = self._coordinated(doc, start)
-            mention.also = tuple(dict.fromkeys(c for c in others if c != mention.concept))
+            mention.also = tuple(dict.fromkeys(c for c in reversed(others) if c != mention.concept))
         while start > 0 and doc[start - 1].lower_ in INCLUDED_MODIFIERS:
             start -= 1
         # "non-hereditary", written as three tokens

@@ -1,5 +1,7 @@
 """The tagger: vocabulary, entities with exact offsets, normalisation, summaries."""
 
+import re
+
 import pytest
 
 from nlp.language import guess_language
@@ -17,8 +19,11 @@ def test_vocabulary_is_consistent_and_covers_the_starter_set():
     by_label = {}
     for c in concepts:
         by_label.setdefault(c.label, []).append(c)
-    assert len(by_label["CANCER"]) >= 30
-    assert sum(1 for c in by_label["CANCER"] if c.xrefs.get("mesh")) >= 30
+    assert len(by_label["CANCER"]) >= 150
+    assert sum(1 for c in by_label["CANCER"] if c.xrefs.get("mesh")) >= 150
+    for cancer in by_label["CANCER"]:
+        mesh = cancer.xrefs.get("mesh")
+        assert mesh is None or re.fullmatch(r"[CD]\d{6}|D\d{9}", mesh), cancer.slug
     slugs = {c.slug for c in concepts}
     for name in ("pembrolizumab", "nivolumab", "atezolizumab", "ipilimumab", "tisagenlecleucel",
                  "ciltacabtagene-autoleucel", "teclistamab", "blinatumomab", "lifileucel"):
@@ -125,3 +130,77 @@ def test_summary_does_not_say_the_same_thing_twice():
     summary = annotate_article("Title", body).summary
     assert summary.count("risk of death by 28%") == 1
     assert "regardless of PD-L1 expression" in summary
+
+
+def _cancers(text):
+    return [(e.text, e.concept, e.also) for e in annotate(text).entities if e.label == "CANCER"]
+
+
+def test_abbreviations_defined_in_the_text_resolve_to_the_concept():
+    text = ("Patients with adenomatous polyposis coli (APC) develop polyps. "
+            "APC carriers were screened.")
+    assert _cancers(text) == [
+        ("adenomatous polyposis coli", "familial-adenomatous-polyposis", ()),
+        ("APC", "familial-adenomatous-polyposis", ()),
+        ("APC", "familial-adenomatous-polyposis", ()),
+    ]
+    # a short form defined as something else is no cancer, even one the vocabulary knows
+    assert _cancers("Mismatch repair (MM) was lost. MM was rare.") == []
+
+
+def test_ambiguous_short_forms_need_a_definition_or_cancer_context():
+    assert _cancers("ALL patients received the drug.") == []
+    assert _cancers("ALL and AML patients received the drug in this lymphoma study.") == [
+        ("ALL", "acute-lymphoblastic-leukaemia", ()),
+        ("AML", "acute-myeloid-leukaemia", ()),
+        ("lymphoma", "lymphoma", ()),
+    ]
+    defined = "Children with acute lymphoblastic leukaemia (ALL) relapsed. ALL is rare."
+    assert [c[1] for c in _cancers(defined)] == ["acute-lymphoblastic-leukaemia"] * 3
+
+
+def test_coordinated_sites_are_one_mention_with_every_concept():
+    assert _cancers("women with colorectal, endometrial and ovarian cancers") == [
+        ("colorectal, endometrial and ovarian cancers", "ovarian-cancer",
+         ("colorectal-cancer", "endometrial-cancer")),
+    ]
+    (entity,) = annotate("a family history of breast and/or ovarian cancer").entities
+    assert entity.text == "breast and/or ovarian cancer" and entity.also == ("breast-cancer",)
+    counts = annotate("breast and ovarian cancer").mention_counts()
+    assert counts == {"ovarian-cancer": 1, "breast-cancer": 1}
+
+
+def test_inheritance_words_belong_to_the_mention_and_settings_do_not():
+    assert _cancers("sporadic renal cell carcinomas") == [
+        ("sporadic renal cell carcinomas", "renal-cell-carcinoma", ())]
+    assert _cancers("familial gastric cancer") == [
+        ("familial gastric cancer", "gastric-cancer", ())]
+    assert _cancers("hereditary breast cancer") == [
+        ("hereditary breast cancer", "hereditary-breast-and-ovarian-cancer", ())]
+    assert _cancers("metastatic castration-resistant prostate cancer") == [
+        ("castration-resistant prostate cancer", "castration-resistant-prostate-cancer", ())]
+    assert _cancers("advanced melanoma") == [("melanoma", "melanoma", ())]
+
+
+def test_cancers_missing_from_the_list_fall_under_the_nearest_parent():
+    assert _cancers("an ampullary carcinoma was resected") == [
+        ("ampullary carcinoma", "carcinoma", ())]
+    assert _cancers("carcinoma of the bladder") == [
+        ("carcinoma of the bladder", "bladder-cancer", ())]
+    assert _cancers("appendiceal adenocarcinoma") == [
+        ("appendiceal adenocarcinoma", "appendix-cancer", ())]
+
+
+def test_neoplasm_nouns_naming_something_else_are_not_mentions():
+    assert _cancers("the tumour suppressor p53 and tumor-bearing mice") == []
+    assert _cancers("the Wilms tumour suppressor gene") == [("Wilms tumour", "wilms-tumour", ())]
+    assert _cancers("the tumour shrank") == [("tumour", "cancer", ())]
+
+
+def test_spanish_only_forms_count_only_in_spanish_text():
+    spanish = "El ensayo con pacientes de cáncer de mama y de pulmón fue positivo para la terapia."
+    assert [c[1] for c in _cancers(spanish)] == ["breast-cancer"]
+    english = "The word cáncer de mama appears in this English sentence about the trial."
+    assert _cancers(english) == []
+    # forms Spanish shares with English count everywhere
+    assert [c[1] for c in _cancers("un melanoma")] == ["melanoma"]
