@@ -32,10 +32,12 @@ class Tags:
     relevance: float
     language: str | None
     cites: dict[str, list[str]]
+    labels: dict[str, object]
 
 
 def tag_text(title: str, body: str) -> Tags:
     from nlp.identifiers import cited_identifiers
+    from nlp.labels import article_labels
     from nlp.language import guess_language
     from nlp.relevance import relevance
     from nlp.tagger import annotate_article
@@ -47,6 +49,7 @@ def tag_text(title: str, body: str) -> Tags:
         relevance=relevance(annotation.entities, len(title)),
         language=guess_language(f"{title}\n{body}"),
         cites=cited_identifiers(body),
+        labels=article_labels(title, body).as_dict(),
     )
 
 

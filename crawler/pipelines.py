@@ -79,6 +79,7 @@ class TagPipeline(_PoolPipeline):
         item.language = item.language or tags.language
         if tags.cites and item.kind == "news":
             item.extra = {**item.extra, "cites": tags.cites}  # evidence: papers and trials
+        item.extra = {**item.extra, "labels": tags.labels}  # type, trial phase, setting
         return item
 
 

@@ -1,5 +1,6 @@
 """Real Scrapy crawls of the local sample site (nothing beyond 127.0.0.1)."""
 
+import json
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -39,6 +40,15 @@ def test_teaser_feed_entries_get_the_full_page_text(crawled_db):
     assert "Share this story" not in body and "Most read" not in body  # page chrome left out
     assert not body.startswith(story.title)
     assert summary and len(summary.split()) <= 60
+
+
+def test_articles_carry_their_labels(crawled_db):
+    story = _story("til-therapy-clears-metastatic-her2-negative-breast-cancer")
+    (extra,), = _rows(crawled_db, "SELECT extra FROM articles WHERE title = :t", t=story.title)
+    labels = json.loads(extra)["labels"]
+    assert labels["phase"] == "2"
+    assert {"metastatic", "refractory"} <= set(labels["settings"])
+    assert "regulatory-approval" not in labels["types"]  # lifileucel's approval is background
 
 
 def test_missing_page_falls_back_to_the_feed_text(crawled_db):

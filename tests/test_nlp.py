@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from nlp.labels import article_labels, trial_phase
 from nlp.language import guess_language
 from nlp.summarize import MAX_WORDS
 from nlp.tagger import annotate, annotate_article
@@ -204,3 +205,44 @@ def test_spanish_only_forms_count_only_in_spanish_text():
     assert _cancers(english) == []
     # forms Spanish shares with English count everywhere
     assert [c[1] for c in _cancers("un melanoma")] == ["melanoma"]
+
+
+@pytest.mark.parametrize(("title", "text", "types"), [
+    ("FDA approves tebentafusp for uveal melanoma", "The agency granted full approval.",
+     ["regulatory-approval"]),
+    ("Nivolumab extends survival", "The trial met its primary endpoint of overall survival.",
+     ["trial-result"]),
+    ("A new vaccine shrinks tumours in mice", "Xenografts regressed in 8 of 10 animals.",
+     ["preclinical"]),
+    ("Checkpoint inhibitors in older adults: a systematic review", "We pooled 40 trials.",
+     ["review"]),
+    ("Drugmaker acquires CAR-T developer", "The deal includes an upfront payment.",
+     ["business"]),
+    ("Updated NCCN guidelines for melanoma", "The panel changed its recommendations.",
+     ["guideline"]),
+    ("La EMA aprobó el fármaco", "La aprobación llega tras el ensayo.", ["regulatory-approval"]),
+])
+def test_article_types(title, text, types):
+    assert article_labels(title, text).types == types
+
+
+def test_an_approval_in_passing_is_background_not_the_news():
+    text = "A patient responded. " * 30 + "TIL therapy is approved for melanoma."
+    assert "regulatory-approval" not in article_labels("Case report", text).types
+
+
+@pytest.mark.parametrize(("text", "phase"), [
+    ("a phase 3 trial", "3"), ("the phase III KEYNOTE study", "3"), ("a Phase 1/2 study", "1/2"),
+    ("phase Ib", "1"), ("un ensayo de fase II", "2"), ("no trial here", None),
+])
+def test_trial_phase(text, phase):
+    assert trial_phase(text) == phase
+
+
+def test_settings():
+    labels = article_labels(
+        "Neoadjuvant pembrolizumab", "In previously untreated metastatic disease, and as "
+        "adjuvant therapy after surgery, and in relapsed or refractory patients.")
+    assert labels.settings == ["metastatic", "adjuvant", "neoadjuvant", "first-line",
+                               "refractory"]
+    assert article_labels("Pembrolizumab", "A drug.").settings == []
