@@ -15,11 +15,10 @@ from spacy.tokens import Doc
 
 @dataclass(frozen=True)
 class Abbreviation:
+    """A short form with a valid long form just before it: its text and token offsets."""
     short: str
-    short_start: int  # token offsets of the short form
+    short_start: int
     short_end: int
-    long_start_char: int  # character offsets of the long form
-    long_end_char: int
 
 
 def _is_short_form(text: str) -> bool:
@@ -73,5 +72,5 @@ def find_abbreviations(doc: Doc) -> list[Abbreviation]:
         long_start = span.start_char + start
         if doc.text[long_start:span.end_char].lower().startswith(short.lower()):
             continue  # "CAR (CAR)": the short form repeated is no definition
-        found.append(Abbreviation(short, token.i + 1, close, long_start, span.end_char))
+        found.append(Abbreviation(short, token.i + 1, close))
     return found

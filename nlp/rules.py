@@ -106,8 +106,8 @@ class ConceptRules:
         if not mentions:
             return doc
         mentions = self._language(doc, mentions)
-        mentions = self._abbreviations(doc, mentions)
-        mentions = self._ambiguous(doc, mentions)
+        mentions, defined = self._abbreviations(doc, mentions)
+        mentions = self._ambiguous(doc, mentions, defined)
         mentions = [m for m in mentions if not self._modifies_a_noun(doc, m)]
         mentions = [self._extend(doc, m) if m.label == "CANCER" else m for m in mentions]
         doc.ents = _without_overlaps(doc, mentions)
@@ -132,21 +132,19 @@ class ConceptRules:
         return kept
 
     # 2
-    def _abbreviations(self, doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
+    @staticmethod
+    def _abbreviations(doc: Doc, mentions: list[_Mention]) -> tuple[list[_Mention], set[str]]:
+        """MENTIONS with defined short forms resolved, and the short forms defined as a
+        concept. A short form's long form ends where the parenthesis opens, so a mention
+        ending there is what it stands for."""
         if "(" not in doc.text:
-            return mentions
+            return mentions, set()
         defined: dict[str, _Mention | None] = {}
         by_end = {m.end: m for m in mentions}
         for abbreviation in find_abbreviations(doc):
-            before = by_end.get(abbreviation.short_start - 1)
-            if before is not None and doc[before.start].idx <= abbreviation.long_end_char \
-                    and doc[before.end - 1].idx + len(doc[before.end - 1]) >= \
-                    abbreviation.long_start_char:
-                defined.setdefault(abbreviation.short, before)
-            else:
-                defined.setdefault(abbreviation.short, None)
+            defined.setdefault(abbreviation.short, by_end.get(abbreviation.short_start - 1))
         if not defined:
-            return mentions
+            return mentions, set()
         kept = [m for m in mentions
                 if doc[m.start:m.end].text not in defined or defined[doc[m.start:m.end].text]]
         taken = {i for m in kept for i in range(m.start, m.end)}
@@ -155,15 +153,12 @@ class ConceptRules:
             if meaning is not None and token.i not in taken:
                 kept.append(_Mention(token.i, token.i + 1, meaning.label, meaning.concept))
                 taken.add(token.i)
-            # two-token short forms ("B-ALL" is one token; "WT 1" is not worth it)
         kept.sort(key=lambda m: m.start)
-        self._defined = {k for k, v in defined.items() if v is not None}
-        return kept
+        return kept, {short for short, meaning in defined.items() if meaning is not None}
 
     # 3
-    def _ambiguous(self, doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
-        defined = getattr(self, "_defined", set())
-        self._defined = set()
+    def _ambiguous(self, doc: Doc, mentions: list[_Mention], defined: set[str]
+                   ) -> list[_Mention]:
         doubtful = [m for m in mentions if doc[m.start:m.end].text in self.ambiguous
                     and doc[m.start:m.end].text not in defined]
         if not doubtful:
@@ -195,7 +190,7 @@ class ConceptRules:
                 and self._is_organ_adjective(doc[start - 1].lower_):
             start -= 1
         # coordinated sites: "<site> (, <site>)* (and|or|/|-) <site> <noun>"
-        if self._site_at(doc, start, mention.end) is not None:
+        if self._starts_with_site(doc, start, mention.end):
             start, others = self._coordinated(doc, start)
             mention.also = tuple(dict.fromkeys(c for c in reversed(others) if c != mention.concept))
         while start > 0 and doc[start - 1].lower_ in INCLUDED_MODIFIERS:
@@ -211,13 +206,13 @@ class ConceptRules:
     def _is_organ_adjective(word: str) -> bool:
         return bool(_ORGAN_ADJECTIVE.match(word)) and word not in NOT_AN_ORGAN
 
-    def _site_at(self, doc: Doc, start: int, end: int) -> str | None:
-        """The concept ("" if unknown) of the organ word(s) a mention starts with, or None."""
-        text = doc[start:end].text.lower()
-        for site, concept in self.sites.items():
-            if text.startswith(site + " "):
-                return concept
-        return "" if end - start > 1 and self._is_organ_adjective(doc[start].lower_) else None
+    def _starts_with_site(self, doc: Doc, start: int, end: int) -> bool:
+        """Whether the mention doc[START:END] opens with organ words followed by more words."""
+        for width in range(1, end - start):
+            if doc[start + width - 1].whitespace_ and \
+                    doc[start:start + width].text.lower() in self.sites:
+                return True
+        return end - start > 1 and self._is_organ_adjective(doc[start].lower_)
 
     def _coordinated(self, doc: Doc, start: int) -> tuple[int, list[str]]:
         """Where a run of coordinated organ words before START begins, and their concepts."""
