@@ -43,12 +43,6 @@ def patterns_for(concept: Concept, exact: bool) -> list[dict[str, Any]]:
     ]
 
 
-def _rules(concepts: tuple[Concept, ...]) -> ConceptRules:
-    sites = {site.lower(): c.slug for c in concepts for site in c.sites}
-    ambiguous = frozenset(form for c in concepts for form in c.ambiguous)
-    return ConceptRules(sites, ambiguous)
-
-
 def build_pipeline(concepts: tuple[Concept, ...] | None = None) -> Language:
     concepts = concepts or vocabulary()
     nlp = spacy.blank("en")
@@ -64,22 +58,17 @@ def build_pipeline(concepts: tuple[Concept, ...] | None = None) -> Language:
     ruler.add_patterns([p for c in concepts for p in patterns_for(c, exact=False)])  # type: ignore[attr-defined]
     nlp.add_pipe("sentencizer")
     nlp.add_pipe("paragraph_breaks")
-    rules = _rules(concepts)
-    nlp.add_pipe("concept_rules")
-    nlp.get_pipe("concept_rules").rules = rules  # type: ignore[attr-defined]
+    nlp.add_pipe("concept_rules", config={
+        "sites": {site.lower(): c.slug for c in concepts for site in c.sites},
+        "ambiguous": sorted({form for c in concepts for form in c.ambiguous}),
+    })
     return nlp
 
 
-class _RulesComponent:
-    rules: ConceptRules | None = None
-
-    def __call__(self, doc: Doc) -> Doc:
-        return self.rules(doc) if self.rules is not None else doc
-
-
 @Language.factory("concept_rules")
-def _make_rules(nlp: Language, name: str) -> _RulesComponent:
-    return _RulesComponent()
+def _make_rules(nlp: Language, name: str, sites: dict[str, str],
+                ambiguous: list[str]) -> ConceptRules:
+    return ConceptRules(sites, frozenset(ambiguous))
 
 
 @lru_cache(maxsize=1)
