@@ -61,6 +61,10 @@ def _parse_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
 @dataclass
 class _PageHints:
     lang: str | None = None
@@ -77,13 +81,9 @@ def _page_hints(html: str | bytes) -> _PageHints:
         return _PageHints()
     lang = tree.get("lang") or None
     links = tree.xpath('//link[@rel="canonical"]/@href')
-    title = " ".join((tree.findtext(".//title") or "").split()) or None
+    title = _squash(tree.findtext(".//title") or "") or None
     return _PageHints(lang.split("-")[0].lower() if lang else None,
                       links[0].strip() if links else None, title, tree)
-
-
-def _squash(text: str) -> str:
-    return " ".join(text.split())
 
 
 _NOT_A_BODY = frozenset({"blockquote", "li", "td", "figure", "aside"})
@@ -149,15 +149,15 @@ def html_to_text(fragment: str) -> str:
     """Plain text of an HTML fragment from a feed: tags dropped, entities decoded, one blank
     line between blocks."""
     if "<" not in fragment and "&" not in fragment:
-        return " ".join(fragment.split())
+        return _squash(fragment)
     try:
         root = lxml_html.fragment_fromstring(fragment, create_parent="div")
     except (ValueError, lxml_html.etree.ParserError):
-        return " ".join(fragment.split())
+        return _squash(fragment)
     for bad in root.xpath("//script|//style"):
         bad.drop_tree()
     for element in root.iter(*_BLOCKS):
         element.tail = "\n\n" + (element.tail or "")
     text = root.text_content()
-    paragraphs = (" ".join(p.split()) for p in text.split("\n\n"))
+    paragraphs = (_squash(p) for p in text.split("\n\n"))
     return "\n\n".join(p for p in paragraphs if p)

@@ -1,7 +1,7 @@
 """Article labels read from the text: what kind of news it is, the trial phase, the setting.
 
-Rules over the title and the text (English and Spanish), in the spirit of the tagger: each label
-names the words that make it, so a reader can see why an article carries it.
+Rules over the title and the text, in English and Spanish: one pattern for each article type
+and setting, and one for the trial phase.
 """
 
 from __future__ import annotations
