@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc
 
+from nlp.doctext import text_of
+
 
 @dataclass(frozen=True)
 class Abbreviation:
@@ -50,6 +52,7 @@ def long_form_start(short: str, candidate: str) -> int | None:
 
 def find_abbreviations(doc: Doc) -> list[Abbreviation]:
     found = []
+    text = text_of(doc)
     for token in doc:
         if token.text != "(" or token.i == 0:
             continue
@@ -70,7 +73,7 @@ def find_abbreviations(doc: Doc) -> list[Abbreviation]:
         if start is None:
             continue
         long_start = span.start_char + start
-        if doc.text[long_start:span.end_char].lower().startswith(short.lower()):
+        if text[long_start:span.end_char].lower().startswith(short.lower()):
             continue  # "CAR (CAR)": the short form repeated is no definition
         found.append(Abbreviation(short, token.i + 1, close))
     return found

@@ -1,15 +1,16 @@
-"""Builds the spaCy pipeline: a blank English tokenizer, two entity rulers fed from the
+"""Builds the spaCy pipeline: a blank English tokenizer, a phrase matcher fed from the
 vocabulary, a rule-based sentencizer, and the rules that shape mentions (nlp/rules.py)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 
 import spacy
 from spacy.language import Language
-from spacy.tokens import Doc
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc, Span
 
+from nlp.doctext import TextKeepingTokenizer, text_of
 from nlp.rules import SPANISH_SUFFIX, ConceptRules
 from nlp.vocabulary import Concept, spanish_forms, surface_forms, vocabulary
 
@@ -17,6 +18,8 @@ from nlp.vocabulary import Concept, spanish_forms, surface_forms, vocabulary
 @Language.component("paragraph_breaks")
 def paragraph_breaks(doc: Doc) -> Doc:
     """A line break always ends a sentence: headings and list items have no full stop."""
+    if "\n" not in text_of(doc):
+        return doc
     for token in doc[:-1]:
         if token.is_space and "\n" in token.text:
             doc[token.i + 1].is_sent_start = True
@@ -29,9 +32,9 @@ def is_case_sensitive(form: str) -> bool:
     return len(form) <= 6 and sum(ch.isupper() for ch in form) >= 2
 
 
-def patterns_for(concept: Concept, exact: bool) -> list[dict[str, Any]]:
-    """Phrase patterns of CONCEPT: the case-sensitive short forms, or all the others. Forms
-    only Spanish uses carry a marker the rules resolve by the text's language."""
+def patterns_for(concept: Concept) -> list[dict[str, str]]:
+    """Phrase patterns of CONCEPT. Forms only Spanish uses carry a marker the rules resolve by
+    the text's language."""
     english = list(surface_forms(concept))
     lowered = {form.lower() for form in english}
     spanish = [form for form in spanish_forms(concept) if form.lower() not in lowered]
@@ -39,29 +42,68 @@ def patterns_for(concept: Concept, exact: bool) -> list[dict[str, Any]]:
         {"label": concept.label, "pattern": form, "id": concept.slug + suffix}
         for forms, suffix in ((english, ""), (spanish, SPANISH_SUFFIX))
         for form in forms
-        if is_case_sensitive(form) == exact
     ]
+
+
+class ConceptMatcher:
+    """Every vocabulary form found in one pass: short forms as written (ORTH), everything else
+    in any case (LOWER). Within each set the longest match wins, then the leftmost; a match in
+    any case then displaces the short forms it overlaps ("CAR-T cell therapy" over "CAR-T")."""
+
+    def __init__(self, nlp: Language, patterns: list[dict[str, str]]):
+        self.matchers = {attr: PhraseMatcher(nlp.vocab, attr=attr) for attr in ("ORTH", "LOWER")}
+        self.meaning: dict[int, tuple[str, str]] = {}  # match id -> (label, concept id)
+        forms = [p["pattern"] for p in patterns]
+        for pattern, form_doc in zip(patterns, nlp.tokenizer.pipe(forms), strict=True):
+            key = f"{pattern['label']}:{pattern['id']}"
+            attr = "ORTH" if is_case_sensitive(pattern["pattern"]) else "LOWER"
+            self.matchers[attr].add(key, [form_doc])
+            self.meaning[nlp.vocab.strings[key]] = (pattern["label"], pattern["id"])
+
+    @staticmethod
+    def _longest_first(matches: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        chosen: list[tuple[int, int, int]] = []
+        taken: set[int] = set()
+        for key, start, end in sorted(set(matches), key=lambda m: (m[1] - m[2], m[1], m[0])):
+            if start not in taken and end - 1 not in taken:
+                chosen.append((key, start, end))
+                taken.update(range(start, end))
+        return chosen
+
+    def __call__(self, doc: Doc) -> Doc:
+        any_case = self._longest_first(self.matchers["LOWER"](doc))
+        taken = {i for _, start, end in any_case for i in range(start, end)}
+        as_written = [m for m in self._longest_first(self.matchers["ORTH"](doc))
+                      if not taken.intersection(range(m[1], m[2]))]
+        spans = []
+        for key, start, end in sorted(any_case + as_written, key=lambda m: m[1]):
+            label, concept = self.meaning[key]
+            spans.append(Span(doc, start, end, label=label, span_id=concept))
+        doc.ents = spans
+        return doc
+
+
+@Language.factory("concept_matcher")
+def _make_matcher(nlp: Language, name: str,
+                  patterns: list) -> ConceptMatcher:  # type: ignore[type-arg]
+    # typed loosely on purpose: spaCy checks a factory's config against its annotations item by
+    # item, which for thousands of patterns would add a second to every start
+    return ConceptMatcher(nlp, patterns)
 
 
 def build_pipeline(concepts: tuple[Concept, ...] | None = None) -> Language:
     concepts = concepts or vocabulary()
     nlp = spacy.blank("en")
-    # Two phrase-matching rulers (phrase matching is much faster than token patterns): short
-    # forms as written first, then everything else in any case, which overwrites overlaps so
-    # the longer mention wins ("CAR-T cell therapy" over "CAR-T").
-    exact = nlp.add_pipe("entity_ruler", name="short_forms",
-                         config={"phrase_matcher_attr": "ORTH", "overwrite_ents": True})
-    exact.add_patterns([p for c in concepts for p in patterns_for(c, exact=True)])  # type: ignore[attr-defined]
-    ruler = nlp.add_pipe(
-        "entity_ruler", config={"phrase_matcher_attr": "LOWER", "overwrite_ents": True}
-    )
-    ruler.add_patterns([p for c in concepts for p in patterns_for(c, exact=False)])  # type: ignore[attr-defined]
+    nlp.add_pipe("concept_matcher", config={
+        "patterns": [p for c in concepts for p in patterns_for(c)],
+    })
     nlp.add_pipe("sentencizer")
     nlp.add_pipe("paragraph_breaks")
     nlp.add_pipe("concept_rules", config={
         "sites": {site.lower(): c.slug for c in concepts for site in c.sites},
         "ambiguous": sorted({form for c in concepts for form in c.ambiguous}),
     })
+    nlp.tokenizer = TextKeepingTokenizer(nlp.tokenizer)
     return nlp
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from spacy.tokens import Doc, Span
 
 from nlp.abbreviations import find_abbreviations
+from nlp.doctext import text_of
 from nlp.language import guess_language
 
 # (start token, end token) of a coordinated mention -> the other conjuncts' concepts
@@ -121,7 +122,7 @@ class ConceptRules:
     def _language(doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
         if not any(m.concept.endswith(SPANISH_SUFFIX) for m in mentions):
             return mentions
-        spanish = guess_language(doc.text) == "es"
+        spanish = guess_language(text_of(doc)) == "es"
         kept = []
         for m in mentions:
             if m.concept.endswith(SPANISH_SUFFIX):
@@ -137,7 +138,7 @@ class ConceptRules:
         """MENTIONS with defined short forms resolved, and the short forms defined as a
         concept. A short form's long form ends where the parenthesis opens, so a mention
         ending there is what it stands for."""
-        if "(" not in doc.text:
+        if "(" not in text_of(doc):
             return mentions, set()
         defined: dict[str, _Mention | None] = {}
         by_end = {m.end: m for m in mentions}

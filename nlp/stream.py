@@ -8,10 +8,10 @@ after every earlier line has been answered, so output lines always match input l
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO
 
-from nlp.tagger import annotate_many
+from nlp.parallel import annotate_batches
 
 BATCH = 64
 
@@ -22,7 +22,12 @@ class TagInputError(ValueError):
         self.line_number = line_number
 
 
-def _parse(line_number: int, line: str) -> tuple[object, str]:
+def _parse(line_number: int, line: str | bytes) -> tuple[object, str]:
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8-sig" if line_number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise TagInputError(line_number, "not UTF-8 text") from None
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -37,26 +42,35 @@ def _parse(line_number: int, line: str) -> tuple[object, str]:
     return record["id"], text
 
 
-def _flush(batch: list[tuple[object, str]], out: IO[str]) -> None:
-    for (doc_id, _), annotation in zip(batch, annotate_many(t for _, t in batch), strict=True):
-        out.write(json.dumps({"id": doc_id, **annotation.as_dict()}, ensure_ascii=False) + "\n")
-    out.flush()
-    batch.clear()
-
-
-def tag_lines(lines: Iterable[str], out: IO[str]) -> int:
-    """Tag every line; returns how many records were written."""
+def _records(lines: Iterable[str] | Iterable[bytes], failure: list[TagInputError]
+             ) -> Iterator[list[tuple[object, str]]]:
+    """Batches of parsed records; a bad line ends them, its error left in FAILURE."""
     batch: list[tuple[object, str]] = []
-    written = 0
     try:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             batch.append(_parse(number, line))
             if len(batch) >= BATCH:
-                written += len(batch)
-                _flush(batch, out)
-    finally:
+                yield batch
+                batch = []
+    except TagInputError as exc:
+        failure.append(exc)
+    if batch:
+        yield batch
+
+
+def tag_lines(lines: Iterable[str] | Iterable[bytes], out: IO[str], jobs: int = 1) -> int:
+    """Tag every line (text, or bytes in UTF-8) with JOBS processes; returns how many records
+    were written. A bad line raises TagInputError once every line before it has been
+    answered."""
+    failure: list[TagInputError] = []
+    written = 0
+    for batch in annotate_batches(_records(lines, failure), jobs):
+        out.writelines(json.dumps({"id": record_id, **annotation.as_dict()}, ensure_ascii=False)
+                       + "\n" for record_id, annotation in batch)
+        out.flush()
         written += len(batch)
-        _flush(batch, out)
+    if failure:
+        raise failure[0]
     return written

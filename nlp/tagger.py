@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 from spacy.tokens import Doc
 
+from nlp.doctext import text_of
 from nlp.pipeline import get_pipeline
 from nlp.summarize import Sentence, summarize
 from nlp.vocabulary import by_slug
@@ -27,10 +29,11 @@ class Entity:
     also: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
-        data = asdict(self)
-        if not self.also:
-            del data["also"]
-        else:
+        data: dict[str, object] = {
+            "start": self.start, "end": self.end, "text": self.text, "label": self.label,
+            "concept": self.concept, "name": self.name, "xrefs": dict(self.xrefs),
+        }
+        if self.also:
             data["also"] = list(self.also)
         return data
 
@@ -68,9 +71,16 @@ def _entities(doc: Doc, offset: int = 0) -> list[Entity]:
     return found
 
 
+def _sentences(doc: Doc) -> list[Sentence]:
+    """DOC's sentences with the number of mentions in each."""
+    text, starts = text_of(doc), [e.start for e in doc.ents]
+    return [Sentence(text[s.start_char:s.end_char],
+                     bisect_left(starts, s.end) - bisect_left(starts, s.start))
+            for s in doc.sents]
+
+
 def _annotation(doc: Doc) -> Annotation:
-    sentences = [Sentence(s.text, len(s.ents)) for s in doc.sents]
-    return Annotation(_entities(doc), summarize(sentences))
+    return Annotation(_entities(doc), summarize(_sentences(doc)))
 
 
 def annotate(text: str) -> Annotation:

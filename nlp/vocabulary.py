@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 
 VOCAB_DIR = Path(__file__).parent / "vocab"
 LABELS = ("THERAPY", "CANCER", "TARGET")
@@ -111,8 +112,9 @@ def vocabulary() -> tuple[Concept, ...]:
     return tuple(read_vocabulary())
 
 
-def by_slug() -> dict[str, Concept]:
-    return {c.slug: c for c in vocabulary()}
+@lru_cache(maxsize=1)
+def by_slug() -> Mapping[str, Concept]:
+    return MappingProxyType({c.slug: c for c in vocabulary()})
 
 
 # the nouns that name a neoplasm of a site: "<site> <noun>" and "<noun> of the <site>"

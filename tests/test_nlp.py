@@ -246,3 +246,46 @@ def test_settings():
     assert labels.settings == ["metastatic", "adjuvant", "neoadjuvant", "first-line",
                                "refractory"]
     assert article_labels("Pembrolizumab", "A drug.").settings == []
+
+
+def _section_texts(record):
+    return {label: text for label, text in record.abstract_sections}
+
+
+def test_structured_abstract_is_summarised_from_its_results_and_conclusions():
+    from pathlib import Path
+
+    from crawler.pubmed_xml import parse_pubmed_articles
+
+    fixtures = Path(__file__).parent / "fixtures" / "pubmed"
+    for name in ("pubmed4.xml", "pubmed5.xml", "pubmed-29768149.xml"):
+        (record,) = [r for r in parse_pubmed_articles((fixtures / name).read_bytes())
+                     if any(label for label, _ in r.abstract_sections)]
+        sections = _section_texts(record)
+        summary = annotate_article(record.title, record.abstract).summary
+        conclusion = sections["CONCLUSIONS"]
+        first_conclusion = conclusion[:conclusion.index(". ") + 1] if ". " in conclusion \
+            else conclusion
+        assert summary.endswith(first_conclusion) or first_conclusion in summary, name
+        assert len(summary.split()) <= MAX_WORDS
+        assert not any(label + ":" in summary for label in sections)
+        findings = sections["RESULTS"] + " " + conclusion
+        for sentence in summary.split(". "):
+            assert sentence.rstrip(".") in findings, (name, sentence)
+
+
+def test_spanish_structured_abstract_keeps_its_language():
+    body = ("INTRODUCCIÓN: El cáncer de pulmón es frecuente.\n\n"
+            "MÉTODOS: Se incluyeron 120 pacientes tratados con pembrolizumab.\n\n"
+            "RESULTADOS: La tasa de respuesta fue del 45% y la supervivencia mediana de 18 "
+            "meses.\n\n"
+            "CONCLUSIONES: La inmunoterapia mejoró la supervivencia en el cáncer de pulmón.")
+    summary = annotate_article("Inmunoterapia en cáncer de pulmón", body).summary
+    assert summary == ("La tasa de respuesta fue del 45% y la supervivencia mediana de 18 "
+                       "meses. La inmunoterapia mejoró la supervivencia en el cáncer de pulmón.")
+
+
+def test_one_labelled_sentence_is_not_a_structured_abstract():
+    body = ("Background: the company said on Monday that nivolumab was approved for melanoma. "
+            "Shares rose.")
+    assert "Background: the company said" in annotate_article("Title", body).summary

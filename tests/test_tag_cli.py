@@ -57,3 +57,51 @@ def test_missing_fields_are_named():
         result = run_cli("tag", input=json.dumps(record) + "\n")
         assert result.returncode != 0
         assert reason in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def _abstract_lines(count):
+    texts = [
+        "Pembrolizumab in metastatic triple-negative breast cancer (TNBC): a phase 3 trial. "
+        "TNBC patients responded in 40% of cases.",
+        "CAR-T cells targeting BCMA in relapsed multiple myeloma.",
+        "No concept is named here.",
+        "INTRODUCCIÓN: Inmunoterapia.\n\nRESULTADOS: Respuesta del 30% en el cáncer de mama."
+        "\n\nCONCLUSIONES: Eficaz.",
+    ]
+    return [{"id": i, "text": f"{texts[i % len(texts)]} Item {i}."} for i in range(count)]
+
+
+def test_several_processes_answer_exactly_as_one():
+    stdin = "".join(json.dumps(x) + "\n" for x in _abstract_lines(500))
+    one = run_cli("tag", "--jobs", "1", input=stdin)
+    two = run_cli("tag", "--jobs", "2", input=stdin)
+    assert one.returncode == two.returncode == 0, one.stderr + two.stderr
+    assert [json.loads(x)["id"] for x in two.stdout.splitlines()] == list(range(500))
+    assert two.stdout == one.stdout
+
+
+def test_bad_line_with_several_processes_answers_every_earlier_line():
+    good = "".join(json.dumps(x) + "\n" for x in _abstract_lines(300))
+    result = run_cli("tag", "--jobs", "2", input=good + '{"id": 300}\n' + good)
+    assert result.returncode == 1
+    assert [json.loads(x)["id"] for x in result.stdout.splitlines()] == list(range(300))
+    assert result.stderr.strip() == 'Error: stdin line 301: "text" must be a string'
+
+
+def test_jobs_must_be_positive():
+    result = run_cli("tag", "--jobs", "0", input="")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--jobs" in result.stderr
+
+
+def test_bytes_that_are_not_utf8_stop_the_run_after_the_lines_before_them():
+    import subprocess
+
+    from tests.conftest import IMMUNOFEED
+
+    good = "".join(json.dumps(x) + "\n" for x in _abstract_lines(100)).encode()
+    result = subprocess.run([IMMUNOFEED, "tag", "--jobs", "2"], input=good + b"\xff\xfe\n",
+                            capture_output=True, timeout=180)
+    assert result.returncode == 1
+    assert len(result.stdout.decode().splitlines()) == 100
+    assert result.stderr.decode().strip() == "Error: stdin line 101: not UTF-8 text"

@@ -1,73 +1,18 @@
-"""The reader's site and feeds (Flask). Reads through db/ query functions only."""
+"""The reader's site and feeds (Flask), and the `immunofeed` command. Reads through db/ query
+functions only.
+
+Flask is imported only when the app is built (webapp/app.py), so commands that never serve a
+page, such as `immunofeed tag`, start without it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, render_template
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException
 
-from db import settings
-from db.session import session_scope
+def __getattr__(name: str) -> Any:
+    if name in ("create_app", "db_session"):
+        from webapp import app
 
-
-def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__)
-    app.config.update(
-        DATABASE_URL=settings.database_url(),
-        BASE_URL=settings.get("BASE_URL"),
-        JSON_SORT_KEYS=False,
-    )
-    if test_config:
-        app.config.update(test_config)
-
-    from webapp import feeds, site
-
-    app.register_blueprint(site.bp)
-    app.register_blueprint(feeds.bp)
-    _register_errors(app)
-
-    @app.teardown_appcontext
-    def _close_session(exc: BaseException | None) -> None:
-        scope = g.pop("db_scope", None)
-        if scope is not None:
-            scope.__exit__(type(exc) if exc else None, exc, None)
-
-    @app.after_request
-    def _security_headers(response):  # type: ignore[no-untyped-def]
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-            "frame-ancestors 'none'",
-        )
-        return response
-
-    return app
-
-
-def db_session() -> Session:
-    """The request's database session, opened on first use and closed at teardown."""
-    if "db_scope" not in g:
-        from flask import current_app
-
-        scope = session_scope(current_app.config["DATABASE_URL"])
-        g.db_session = scope.__enter__()
-        g.db_scope = scope
-    return g.db_session
-
-
-def _register_errors(app: Flask) -> None:
-    @app.errorhandler(HTTPException)
-    def _http_error(error: HTTPException):  # type: ignore[no-untyped-def]
-        return render_template("error.html", error=error), error.code or 500
-
-    @app.errorhandler(OperationalError)
-    def _database_down(error: OperationalError):  # type: ignore[no-untyped-def]
-        app.logger.error("database error: %s", error.orig)
-        message = "The article database is not available right now. Please try again shortly."
-        return render_template("error.html", error=None, message=message), 503
+        return getattr(app, name)
+    raise AttributeError(f"module 'webapp' has no attribute {name!r}")

@@ -151,19 +151,20 @@ def _parse_overrides(overrides: tuple[str, ...]) -> dict[str, object]:
 
 
 @cli.command()
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: one per core).")
 @friendly_errors
-def tag() -> None:
+def tag(jobs: int | None) -> None:
     """Tag JSON Lines from stdin: {"id", "text"} in, {"id", "entities", "summary"} out."""
+    from nlp.parallel import cpu_count
     from nlp.stream import TagInputError, tag_lines
 
-    stdin = click.get_text_stream("stdin", encoding="utf-8", errors="strict")
+    stdin = click.get_binary_stream("stdin")  # decoded line by line, so a bad line is named
     stdout = click.get_text_stream("stdout", encoding="utf-8")
     try:
-        tag_lines(stdin, stdout)
+        tag_lines(stdin, stdout, jobs or cpu_count())
     except TagInputError as exc:
         raise click.ClickException(f"stdin {exc}") from None
-    except UnicodeDecodeError:
-        raise click.ClickException("stdin is not UTF-8 text") from None
 
 
 @cli.command()

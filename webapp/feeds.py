@@ -10,7 +10,7 @@ from flask import Blueprint, Response, abort, current_app, json, request, url_fo
 from db.concepts import concepts_for_articles
 from db.models import Article
 from db.search import search_articles
-from webapp import db_session
+from webapp.app import db_session
 from webapp.params import BadParameter, SearchParams
 
 bp = Blueprint("feeds", __name__)

@@ -9,7 +9,7 @@ from db.articles import evidence_for, get_article
 from db.concepts import concepts_for_articles
 from db.search import MARK_END, MARK_START, search_articles
 from db.stories import also_reported, story_of
-from webapp import db_session
+from webapp.app import db_session
 from webapp.params import FACET_PARAMS, BadParameter, SearchParams
 
 bp = Blueprint("site", __name__)
