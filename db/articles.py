@@ -149,6 +149,47 @@ def _set_mentions(session: Session, article_id: int, mentions: Mapping[str, int]
         session.execute(insert(ArticleConcept), rows)
 
 
+@dataclass(frozen=True)
+class TagUpdate:
+    """What tagging an article's text again gives (crawler/retag.py)."""
+    summary: str
+    mentions: Mapping[str, int]
+    relevance: float
+    filtered: bool
+    language: str | None
+    labels: Mapping[str, Any]
+    cites: Mapping[str, list[str]] | None  # None: the article's kind cites nothing
+
+
+def update_tags(session: Session, article: Article, tags: TagUpdate,
+                concept_ids: Mapping[str, int]) -> bool:
+    """Give ARTICLE these tags; False when it already had them (nothing is written then). A
+    language the source stated is kept."""
+    extra = dict(article.extra or {})
+    extra["labels"] = dict(tags.labels)
+    if tags.cites is not None:
+        if tags.cites:
+            extra["cites"] = {kind: list(ids) for kind, ids in tags.cites.items()}
+        else:
+            extra.pop("cites", None)
+    fields: dict[str, object] = {"summary": tags.summary, "relevance": tags.relevance,
+                                 "filtered": tags.filtered,
+                                 "language": article.language or tags.language}
+    old_mentions = dict(session.execute(
+        select(ArticleConcept.concept_id, ArticleConcept.mentions)
+        .where(ArticleConcept.article_id == article.id)).tuples().all())
+    new_mentions = {concept_ids[s]: n for s, n in tags.mentions.items() if s in concept_ids}
+    if (old_mentions == new_mentions and extra == (article.extra or {})
+            and all(getattr(article, name) == value for name, value in fields.items())):
+        return False
+    for name, value in fields.items():
+        setattr(article, name, value)
+    article.extra = extra
+    if old_mentions != new_mentions:
+        _set_mentions(session, article.id, tags.mentions, concept_ids)
+    return True
+
+
 def get_article(session: Session, article_id: int) -> Article | None:
     return session.scalar(
         select(Article)

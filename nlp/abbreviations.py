@@ -14,6 +14,8 @@ from spacy.tokens import Doc
 
 from nlp.doctext import text_of
 
+SENTENCE_ENDS = frozenset({".", "!", "?"})
+
 
 @dataclass(frozen=True)
 class Abbreviation:
@@ -50,6 +52,15 @@ def long_form_start(short: str, candidate: str) -> int | None:
     return start
 
 
+def _sentence_start(doc: Doc, i: int, limit: int) -> int:
+    """Where the sentence holding token I starts, looking back no further than LIMIT."""
+    for j in range(i - 1, limit - 1, -1):
+        token = doc[j]
+        if token.text in SENTENCE_ENDS or (token.is_space and "\n" in token.text):
+            return j + 1
+    return limit
+
+
 def find_abbreviations(doc: Doc) -> list[Abbreviation]:
     found = []
     text = text_of(doc)
@@ -63,9 +74,7 @@ def find_abbreviations(doc: Doc) -> list[Abbreviation]:
         if not _is_short_form(short):
             continue
         words = min(len(short) + 5, 2 * len(short))
-        first = max(0, token.i - words)
-        sentence_start = token.sent.start if doc.has_annotation("SENT_START") else 0
-        first = max(first, sentence_start)
+        first = _sentence_start(doc, token.i, max(0, token.i - words))
         if first >= token.i:
             continue
         span = doc[first:token.i]

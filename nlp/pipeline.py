@@ -1,5 +1,6 @@
 """Builds the spaCy pipeline: a blank English tokenizer, a phrase matcher fed from the
-vocabulary, a rule-based sentencizer, and the rules that shape mentions (nlp/rules.py)."""
+vocabulary, and the rules that shape mentions (nlp/rules.py). Sentences are split on the text
+itself where they are needed (nlp/summarize.py)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,9 @@ from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
 
-from nlp.doctext import TextKeepingTokenizer, text_of
+from nlp.doctext import TextKeepingTokenizer
 from nlp.rules import SPANISH_SUFFIX, ConceptRules
 from nlp.vocabulary import Concept, spanish_forms, surface_forms, vocabulary
-
-
-@Language.component("paragraph_breaks")
-def paragraph_breaks(doc: Doc) -> Doc:
-    """A line break always ends a sentence: headings and list items have no full stop."""
-    if "\n" not in text_of(doc):
-        return doc
-    for token in doc[:-1]:
-        if token.is_space and "\n" in token.text:
-            doc[token.i + 1].is_sent_start = True
-    return doc
 
 
 def is_case_sensitive(form: str) -> bool:
@@ -97,8 +87,6 @@ def build_pipeline(concepts: tuple[Concept, ...] | None = None) -> Language:
     nlp.add_pipe("concept_matcher", config={
         "patterns": [p for c in concepts for p in patterns_for(c)],
     })
-    nlp.add_pipe("sentencizer")
-    nlp.add_pipe("paragraph_breaks")
     nlp.add_pipe("concept_rules", config={
         "sites": {site.lower(): c.slug for c in concepts for site in c.sites},
         "ambiguous": sorted({form for c in concepts for form in c.ambiguous}),

@@ -47,6 +47,29 @@ _CONCLUSION_SECTIONS = frozenset({
 })
 
 
+# A sentence ends at a full stop, question or exclamation mark (with any closing quotes or
+# brackets) followed by space and what can open a sentence: a capital, a digit or a gene-like
+# word (apoB, p53, mRNA); or at a line break (headings and list items have no full stop).
+# "5.2 mg", "e.g. in" and "vs. placebo" end none.
+_BOUNDARY = re.compile(
+    r"[.!?]+[\"'”’)\]]*(\s+)(?=[\"'“‘(\[¿¡]?(?:[A-ZÁÉÍÓÚÑ0-9]|[a-z]+[A-Z0-9]))"
+    r"|[ \t]*\n\s*"
+)
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """The (start, end) character offsets of TEXT's sentences, surrounding space left out."""
+    spans, start = [], 0
+    for match in _BOUNDARY.finditer(text):
+        end = match.start(1) if match.group(1) is not None else match.start()
+        if text[start:end].strip():
+            spans.append((start, end))
+        start = match.end()
+    if text[start:].strip():
+        spans.append((start, len(text.rstrip())))
+    return spans
+
+
 @dataclass(frozen=True)
 class Sentence:
     text: str

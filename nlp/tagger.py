@@ -11,7 +11,7 @@ from spacy.tokens import Doc
 
 from nlp.doctext import text_of
 from nlp.pipeline import get_pipeline
-from nlp.summarize import Sentence, summarize
+from nlp.summarize import Sentence, split_sentences, summarize
 from nlp.vocabulary import by_slug
 
 
@@ -73,10 +73,9 @@ def _entities(doc: Doc, offset: int = 0) -> list[Entity]:
 
 def _sentences(doc: Doc) -> list[Sentence]:
     """DOC's sentences with the number of mentions in each."""
-    text, starts = text_of(doc), [e.start for e in doc.ents]
-    return [Sentence(text[s.start_char:s.end_char],
-                     bisect_left(starts, s.end) - bisect_left(starts, s.start))
-            for s in doc.sents]
+    text, starts = text_of(doc), [e.start_char for e in doc.ents]
+    return [Sentence(text[start:end], bisect_left(starts, end) - bisect_left(starts, start))
+            for start, end in split_sentences(text)]
 
 
 def _annotation(doc: Doc) -> Annotation:

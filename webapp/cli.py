@@ -153,18 +153,44 @@ def _parse_overrides(overrides: tuple[str, ...]) -> dict[str, object]:
 @cli.command()
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: one per core).")
+@click.option("--rebuild", is_flag=True,
+              help="Re-tag every article in the database instead (after a vocabulary change).")
 @friendly_errors
-def tag(jobs: int | None) -> None:
-    """Tag JSON Lines from stdin: {"id", "text"} in, {"id", "entities", "summary"} out."""
+def tag(jobs: int | None, rebuild: bool) -> None:
+    """Tag JSON Lines from stdin: {"id", "text"} in, {"id", "entities", "summary"} out.
+
+    With --rebuild, re-tag the articles stored in the database (IMMUNOFEED_DATABASE_URL) with
+    the current vocabulary, showing progress on stderr.
+    """
     from nlp.parallel import cpu_count
+
+    jobs = jobs or cpu_count()
+    if rebuild:
+        _rebuild_tags(jobs)
+        return
     from nlp.stream import TagInputError, tag_lines
 
     stdin = click.get_binary_stream("stdin")  # decoded line by line, so a bad line is named
     stdout = click.get_text_stream("stdout", encoding="utf-8")
     try:
-        tag_lines(stdin, stdout, jobs or cpu_count())
+        tag_lines(stdin, stdout, jobs)
     except TagInputError as exc:
         raise click.ClickException(f"stdin {exc}") from None
+
+
+def _rebuild_tags(jobs: int) -> None:
+    from crawler.retag import retag_all
+    from db.articles import count_articles
+    from db.session import session_scope
+
+    url = settings.database_url()
+    prepare_database(url)
+    with session_scope(url) as session:
+        total = count_articles(session)
+    with click.progressbar(length=total, label="re-tagging", file=sys.stderr,
+                           show_pos=True, show_eta=True) as bar:
+        done = retag_all(url, jobs, progress=bar.update)
+    click.echo(f"re-tagged {done.articles} articles, {done.changed} changed")
 
 
 @cli.command()
