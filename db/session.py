@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -33,9 +34,34 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-@lru_cache(maxsize=8)
-def get_engine(url: str | None = None) -> Engine:
+# One engine (and its session factory) per database URL, the least recently used closed when
+# more are open: an engine dropped without dispose() leaves its pooled connections to be closed
+# whenever the garbage collector comes by.
+MAX_ENGINES = 8
+_engines: OrderedDict[str, tuple[Engine, sessionmaker[Session]]] = OrderedDict()
+_engines_lock = threading.Lock()
+
+
+def _cached(url: str | None) -> tuple[Engine, sessionmaker[Session]]:
     url = url or settings.database_url()
+    with _engines_lock:
+        found = _engines.get(url)
+        if found is not None:
+            _engines.move_to_end(url)
+            return found
+        engine = _create_engine(url)
+        found = _engines[url] = (engine, sessionmaker(engine, expire_on_commit=False))
+        while len(_engines) > MAX_ENGINES:
+            _, (oldest, _) = _engines.popitem(last=False)
+            oldest.dispose()
+        return found
+
+
+def get_engine(url: str | None = None) -> Engine:
+    return _cached(url)[0]
+
+
+def _create_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -62,20 +88,15 @@ def _sqlite_begin(connection) -> None:  # type: ignore[no-untyped-def]
     connection.exec_driver_sql("BEGIN")
 
 
-@lru_cache(maxsize=8)
-def _factory(url: str | None) -> sessionmaker[Session]:
-    return sessionmaker(get_engine(url), expire_on_commit=False)
-
-
 def new_session(url: str | None = None) -> Session:
     """A session the caller commits and closes (for work batched over many calls)."""
-    return _factory(url or settings.database_url())()
+    return _cached(url)[1]()
 
 
 @contextmanager
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
-    session = _factory(url or settings.database_url())()
+    session = _cached(url)[1]()
     try:
         yield session
         session.commit()

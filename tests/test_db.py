@@ -186,3 +186,16 @@ def test_snippet_comes_from_the_body_not_the_title(db_url):
     assert snippets["Tebentafusp news"] == \
         "The bispecific \ue000tebentafusp\ue001 extended survival."
     assert snippets["Tebentafusp only in the title"] is None  # the page shows the summary
+
+
+def test_engines_beyond_the_limit_are_closed_not_left_to_the_collector(tmp_path):
+    from db.session import MAX_ENGINES
+
+    first = get_engine(f"sqlite:///{tmp_path}/0.db")
+    with first.connect() as c:
+        c.exec_driver_sql("SELECT 1")
+    assert first.pool.checkedin() == 1  # kept open in its pool
+    for i in range(1, MAX_ENGINES + 1):
+        get_engine(f"sqlite:///{tmp_path}/{i}.db")
+    assert first.pool.checkedin() == 0  # closed when it left the cache
+    assert get_engine(f"sqlite:///{tmp_path}/0.db") is not first
