@@ -8,8 +8,11 @@ the end, the first one at the start of a word; at most min(|SF| + 5, 2·|SF|) wo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy
+from spacy.attrs import ORTH
 from spacy.tokens import Doc
 
 from nlp.doctext import text_of
@@ -52,6 +55,16 @@ def long_form_start(short: str, candidate: str) -> int | None:
     return start
 
 
+def token_positions(doc: Doc, texts: Iterable[str]) -> list[int]:
+    """The indices of DOC's tokens written as one of TEXTS, found without a Python loop over
+    every token."""
+    strings = doc.vocab.strings
+    wanted = [strings[t] for t in texts if t in strings]
+    if not wanted:
+        return []
+    return numpy.flatnonzero(numpy.isin(doc.to_array(ORTH), wanted)).tolist()
+
+
 def _sentence_start(doc: Doc, i: int, limit: int) -> int:
     """Where the sentence holding token I starts, looking back no further than LIMIT."""
     for j in range(i - 1, limit - 1, -1):
@@ -64,8 +77,9 @@ def _sentence_start(doc: Doc, i: int, limit: int) -> int:
 def find_abbreviations(doc: Doc) -> list[Abbreviation]:
     found = []
     text = text_of(doc)
-    for token in doc:
-        if token.text != "(" or token.i == 0:
+    for i in token_positions(doc, ("(",)):
+        token = doc[i]
+        if i == 0:
             continue
         close = next((t.i for t in doc[token.i + 1:token.i + 5] if t.text == ")"), None)
         if close is None or close == token.i + 1:

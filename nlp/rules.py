@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span
 
-from nlp.abbreviations import find_abbreviations
+from nlp.abbreviations import find_abbreviations, token_positions
 from nlp.doctext import text_of
 from nlp.language import guess_language
 
@@ -149,11 +149,12 @@ class ConceptRules:
         kept = [m for m in mentions
                 if doc[m.start:m.end].text not in defined or defined[doc[m.start:m.end].text]]
         taken = {i for m in kept for i in range(m.start, m.end)}
-        for token in doc:
-            meaning = defined.get(token.text)
-            if meaning is not None and token.i not in taken:
-                kept.append(_Mention(token.i, token.i + 1, meaning.label, meaning.concept))
-                taken.add(token.i)
+        meanings = {short: m for short, m in defined.items() if m is not None}
+        for i in token_positions(doc, meanings):
+            meaning = meanings[doc[i].text]
+            if i not in taken:
+                kept.append(_Mention(i, i + 1, meaning.label, meaning.concept))
+                taken.add(i)
         kept.sort(key=lambda m: m.start)
         return kept, {short for short, meaning in defined.items() if meaning is not None}
 

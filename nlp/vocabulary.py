@@ -138,10 +138,23 @@ def _variants(terms: Iterator[str] | tuple[str, ...], seen: set[str]) -> Iterato
                 yield form
 
 
+@lru_cache(maxsize=1)
+def _named_forms() -> Mapping[str, str]:
+    """Lower-cased forms the vocabulary lists as synonyms (with their spellings and plurals),
+    and the concept that lists each."""
+    return MappingProxyType({form.lower(): c.slug for c in vocabulary()
+                             for term in c.synonyms for form in spelling_variants(term)})
+
+
 def surface_forms(concept: Concept) -> Iterator[str]:
-    """Every form of CONCEPT in English: synonyms and site phrases, both spellings, plurals."""
+    """Every form of CONCEPT in English: synonyms and site phrases, both spellings, plurals. A
+    site phrase another concept lists as a synonym is that concept's ("lung adenocarcinoma" is
+    lung adenocarcinoma, not lung cancer)."""
     yield from _variants(concept.synonyms, set())
-    yield from _variants(site_phrases(concept), set(concept.synonyms))
+    named = _named_forms() if concept in vocabulary() else {}
+    for form in _variants(site_phrases(concept), set(concept.synonyms)):
+        if named.get(form.lower(), concept.slug) == concept.slug:
+            yield form
 
 
 def spanish_forms(concept: Concept) -> Iterator[str]:

@@ -289,3 +289,16 @@ def test_one_labelled_sentence_is_not_a_structured_abstract():
     body = ("Background: the company said on Monday that nivolumab was approved for melanoma. "
             "Shares rose.")
     assert "Background: the company said" in annotate_article("Title", body).summary
+
+
+def test_no_form_names_two_concepts():
+    from nlp.pipeline import is_case_sensitive, patterns_for
+
+    owners: dict[tuple[str, bool], set[str]] = {}
+    for concept in vocabulary():
+        for pattern in patterns_for(concept):
+            form = pattern["pattern"]
+            key = form if is_case_sensitive(form) else form.lower()  # "pNET" is not "PNET"
+            owners.setdefault((key, pattern["id"].endswith("|es")), set()).add(concept.slug)
+    shared = {form: slugs for form, slugs in owners.items() if len(slugs) > 1}
+    assert shared == {}
