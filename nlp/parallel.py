@@ -1,7 +1,7 @@
 """Tagging on every core. Worker processes, forked once the spaCy pipeline is loaded, tag
-batches of texts and send back only what the caller keeps (mention offsets and concepts, a
-summary), never spaCy Docs: pickling whole Docs back, as spaCy's own n_process does, costs
-more than the tagging itself.
+batches of texts and send back only what the caller keeps (output lines for `immunofeed tag`,
+small tag records for `immunofeed tag --rebuild`), never spaCy Docs: pickling whole Docs
+back, as spaCy's own n_process does, costs more than the tagging itself.
 """
 
 from __future__ import annotations
@@ -14,15 +14,9 @@ from multiprocessing.pool import AsyncResult
 from typing import TypeVar
 
 from nlp.pipeline import get_pipeline
-from nlp.tagger import Annotation, Entity, annotate_many
-from nlp.vocabulary import by_slug
 
 A = TypeVar("A")
 B = TypeVar("B")
-K = TypeVar("K")
-
-# (start, end, label, concept slug, other concepts of a coordinated mention)
-Span = tuple[int, int, str, str, tuple[str, ...]]
 
 
 def cpu_count() -> int:
@@ -61,34 +55,3 @@ def map_batches(function: Callable[[list[A]], list[B]], batches: Iterable[list[A
         while in_flight:
             done, answer = in_flight.popleft()
             yield done, answer.get()
-
-
-def spans_of(batch: list[tuple[K, str]]) -> list[tuple[list[Span], str]]:
-    """A worker's answer for a batch of (key, text): each text's mentions as plain tuples, and
-    its summary."""
-    return [
-        ([(e.start, e.end, e.label, e.concept, e.also) for e in annotation.entities],
-         annotation.summary)
-        for annotation in annotate_many(text for _, text in batch)
-    ]
-
-
-def annotation_from(text: str, spans: list[Span], summary: str) -> Annotation:
-    """The Annotation a worker's spans stand for, with names and cross-references filled in
-    from the vocabulary."""
-    concepts = by_slug()
-    return Annotation(
-        [Entity(start, end, text[start:end], label, slug, concepts[slug].name,
-                dict(concepts[slug].xrefs), also)
-         for start, end, label, slug, also in spans],
-        summary,
-    )
-
-
-def annotate_batches(batches: Iterable[list[tuple[K, str]]], jobs: int = 1
-                     ) -> Iterator[list[tuple[K, Annotation]]]:
-    """Each batch of (key, text) back as (key, annotation), in order, tagged by JOBS
-    processes."""
-    for batch, answers in map_batches(spans_of, batches, jobs):
-        yield [(key, annotation_from(text, spans, summary))
-               for (key, text), (spans, summary) in zip(batch, answers, strict=True)]

@@ -1,4 +1,6 @@
-"""The JSON Lines contract of `immunofeed tag`.
+"""The JSON Lines contract of `immunofeed tag`, on every core: worker processes parse, tag
+and write out each line; the reading process only hands out lines and writes the answers in
+order.
 
 In: one {"id": ..., "text": "..."} object a line. Out: for each line, in order,
 {"id": ..., "entities": [...], "summary": "..."}. A bad line stops the run with TagInputError
@@ -11,7 +13,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from nlp.parallel import annotate_batches
+from nlp.parallel import map_batches
+from nlp.tagger import annotate_many
 
 BATCH = 64
 
@@ -20,6 +23,7 @@ class TagInputError(ValueError):
     def __init__(self, line_number: int, reason: str):
         super().__init__(f"line {line_number}: {reason}")
         self.line_number = line_number
+        self.reason = reason
 
 
 def _parse(line_number: int, line: str | bytes) -> tuple[object, str]:
@@ -42,35 +46,57 @@ def _parse(line_number: int, line: str | bytes) -> tuple[object, str]:
     return record["id"], text
 
 
-def _records(lines: Iterable[str] | Iterable[bytes], failure: list[TagInputError]
-             ) -> Iterator[list[tuple[object, str]]]:
-    """Batches of parsed records; a bad line ends them, its error left in FAILURE."""
-    batch: list[tuple[object, str]] = []
-    try:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            batch.append(_parse(number, line))
-            if len(batch) >= BATCH:
-                yield batch
-                batch = []
-    except TagInputError as exc:
-        failure.append(exc)
+Answer = str | tuple[int, str] | None  # an output line, (line number, error), or a blank line
+
+
+def _numbered(lines: Iterable[str] | Iterable[bytes]
+              ) -> Iterator[list[tuple[int, str | bytes]]]:
+    batch: list[tuple[int, str | bytes]] = []
+    for number, line in enumerate(lines, 1):
+        batch.append((number, line))
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
     if batch:
         yield batch
+
+
+def answer_lines(batch: list[tuple[int, str | bytes]]) -> list[Answer]:
+    """A worker's answers for numbered input lines: each line's output line (JSON and all, so
+    the reading process only writes), None for a blank line, or (number, reason) for a bad line,
+    after which nothing more of the batch is tagged."""
+    answers: list[Answer] = []
+    records: list[tuple[int, object, str]] = []  # (answer index, id, text)
+    for number, line in batch:
+        if not line.strip():
+            answers.append(None)
+            continue
+        try:
+            record_id, text = _parse(number, line)
+        except TagInputError as exc:
+            answers.append((exc.line_number, exc.reason))
+            break
+        records.append((len(answers), record_id, text))
+        answers.append(None)
+    for (index, record_id, _), annotation in zip(
+            records, annotate_many(text for _, _, text in records), strict=True):
+        answers[index] = json.dumps({"id": record_id, **annotation.as_dict()},
+                                    ensure_ascii=False) + "\n"
+    return answers
 
 
 def tag_lines(lines: Iterable[str] | Iterable[bytes], out: IO[str], jobs: int = 1) -> int:
     """Tag every line (text, or bytes in UTF-8) with JOBS processes; returns how many records
     were written. A bad line raises TagInputError once every line before it has been
     answered."""
-    failure: list[TagInputError] = []
     written = 0
-    for batch in annotate_batches(_records(lines, failure), jobs):
-        out.writelines(json.dumps({"id": record_id, **annotation.as_dict()}, ensure_ascii=False)
-                       + "\n" for record_id, annotation in batch)
+    for _, answers in map_batches(answer_lines, _numbered(lines), jobs):
+        for answer in answers:
+            if isinstance(answer, tuple):
+                out.flush()
+                raise TagInputError(*answer)
+            if answer is not None:
+                out.write(answer)
+                written += 1
         out.flush()
-        written += len(batch)
-    if failure:
-        raise failure[0]
     return written

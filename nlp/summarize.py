@@ -53,7 +53,7 @@ _CONCLUSION_SECTIONS = frozenset({
 # "5.2 mg", "e.g. in" and "vs. placebo" end none.
 _BOUNDARY = re.compile(
     r"[.!?]+[\"'”’)\]]*(\s+)(?=[\"'“‘(\[¿¡]?(?:[A-ZÁÉÍÓÚÑ0-9]|[a-z]+[A-Z0-9]))"
-    r"|[ \t]*\n\s*"
+    r"|\n\s*"
 )
 
 
@@ -62,11 +62,13 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     spans, start = [], 0
     for match in _BOUNDARY.finditer(text):
         end = match.start(1) if match.group(1) is not None else match.start()
-        if text[start:end].strip():
-            spans.append((start, end))
+        sentence = text[start:end].rstrip()  # the space before a line break
+        if sentence.strip():
+            spans.append((start, start + len(sentence)))
         start = match.end()
-    if text[start:].strip():
-        spans.append((start, len(text.rstrip())))
+    rest = text[start:].rstrip()
+    if rest.strip():
+        spans.append((start, start + len(rest)))
     return spans
 
 

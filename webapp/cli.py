@@ -9,20 +9,37 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from db import settings
-from db.session import DatabaseUrlError
+
+# SQLAlchemy, Scrapy and spaCy are imported by the commands that use them, so that each command
+# starts with only what it needs (`immunofeed tag` never touches a database).
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - only for display
         return url
+
+
+def _user_error(exc: Exception) -> str | None:
+    """The one line that explains EXC, when it is a failure a user can cause."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from crawler.sources import SourcesError
+    from db.session import DatabaseUrlError
+
+    if isinstance(exc, (SourcesError, DatabaseUrlError)):
+        return str(exc)
+    if isinstance(exc, (OperationalError, ProgrammingError)):
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        return f"database {_safe_url(settings.database_url())}: {reason}"
+    return None
 
 
 def friendly_errors(command: F) -> F:
@@ -30,16 +47,15 @@ def friendly_errors(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from crawler.sources import SourcesError
-
         try:
             return command(*args, **kwargs)
-        except (SourcesError, DatabaseUrlError) as exc:
-            raise click.ClickException(str(exc)) from None
-        except (OperationalError, ProgrammingError) as exc:
-            reason = str(exc.orig or exc).strip().splitlines()[0]
-            url = _safe_url(settings.database_url())
-            raise click.ClickException(f"database {url}: {reason}") from None
+        except click.ClickException:
+            raise
+        except Exception as exc:
+            message = _user_error(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
 
     return wrapper  # type: ignore[return-value]
 
