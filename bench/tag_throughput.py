@@ -5,9 +5,9 @@ on every core, against bare spacy.blank("en") tokenisation of the same texts in 
     .venv/bin/python bench/tag_throughput.py [--abstracts 20000] [--runs 3] [CORPUS ...]
 
 CORPUS files are PubTator text (PMID|t|title and PMID|a|abstract lines); by default the NCBI
-Disease and BC5CDR training and development sets beside the checkout (../shared/data). Each
-command runs --runs times and the fastest run counts, which keeps other load on the machine out
-of the figures.
+Disease and BC5CDR training and development sets beside the checkout (../shared/data). The
+commands take turns, --runs rounds, and each one's fastest run counts, which keeps other load
+on the machine out of the figures.
 """
 
 from __future__ import annotations
@@ -57,17 +57,15 @@ def abstracts(paths: list[Path]) -> list[str]:
     return texts
 
 
-def best_time(command: list[str], stdin_path: Path | None, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        with open(stdin_path or os.devnull, encoding="utf-8") as stdin:
-            started = time.perf_counter()
-            done = subprocess.run(command, stdin=stdin, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
-            times.append(time.perf_counter() - started)
-        if done.returncode != 0:
-            sys.exit(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
-    return min(times)
+def timed(command: list[str], stdin_path: Path | None) -> float:
+    with open(stdin_path or os.devnull, encoding="utf-8") as stdin:
+        started = time.perf_counter()
+        done = subprocess.run(command, stdin=stdin, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
+    return elapsed
 
 
 def main() -> None:
@@ -91,11 +89,18 @@ def main() -> None:
                 out.write(json.dumps({"id": i, "text": texts[i % len(texts)]}) + "\n")
         print(f"{args.abstracts:,} abstracts ({len(texts):,} distinct), {cores} cores, "
               f"best of {args.runs} runs, start-up included")
-        bare = best_time([sys.executable, "-c", BARE, str(lines)], None, args.runs)
-        rows = [("spacy.blank('en') tokenisation, 1 process", bare)]
+        commands = {"spacy.blank('en') tokenisation, 1 process":
+                    ([sys.executable, "-c", BARE, str(lines)], None)}
         for jobs in sorted({1, cores}):
-            elapsed = best_time([IMMUNOFEED, "tag", "--jobs", str(jobs)], lines, args.runs)
-            rows.append((f"immunofeed tag --jobs {jobs}", elapsed))
+            commands[f"immunofeed tag --jobs {jobs}"] = (
+                [IMMUNOFEED, "tag", "--jobs", str(jobs)], lines)
+        # the commands take turns, so a slow spell of the machine falls on all of them
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(args.runs):
+            for name, (command, stdin) in commands.items():
+                times[name].append(timed(command, stdin))
+    rows = [(name, min(runs)) for name, runs in times.items()]
+    bare = rows[0][1]
     for name, elapsed in rows:
         print(f"  {name:<42} {elapsed:6.1f} s  {args.abstracts / elapsed:7.0f} abstracts/s  "
               f"{elapsed / bare:4.2f}x the bare tokenisation time")
