@@ -177,7 +177,7 @@ def update_tags(session: Session, article: Article, tags: TagUpdate,
                                  "language": article.language or tags.language}
     old_mentions = dict(session.execute(
         select(ArticleConcept.concept_id, ArticleConcept.mentions)
-        .where(ArticleConcept.article_id == article.id)).tuples().all())
+        .where(ArticleConcept.article_id == article.id)).all())
     new_mentions = {concept_ids[s]: n for s, n in tags.mentions.items() if s in concept_ids}
     if (old_mentions == new_mentions and extra == (article.extra or {})
             and all(getattr(article, name) == value for name, value in fields.items())):

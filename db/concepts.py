@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
-from sqlalchemy import select
+import sqlalchemy as sa
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import ArticleConcept, Concept
+from db.models import Article, ArticleConcept, Concept
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,80 @@ def concepts_for_articles(session: Session, article_ids: Iterable[int]) -> dict[
     for article_id, concept in rows:
         result[article_id].append(concept)
     return result
+
+
+def lineage(session: Session, concept: Concept) -> list[Concept]:
+    """CONCEPT's parents, from the top of the hierarchy down to its own parent."""
+    chain: list[Concept] = []
+    seen = {concept.slug}
+    parent = concept.parent_slug
+    while parent and parent not in seen:
+        found = get_concept(session, parent)
+        if found is None:
+            break
+        chain.append(found)
+        seen.add(parent)
+        parent = found.parent_slug
+    return chain[::-1]
+
+
+def children_of(session: Session, slug: str) -> list[Concept]:
+    return list(session.scalars(
+        select(Concept).where(Concept.parent_slug == slug).order_by(Concept.name)))
+
+
+def _visible_tagged(concept_ids: set[int]) -> sa.Select[tuple[int]]:
+    """Ids of the articles tagged with any of CONCEPT_IDS that readers see (not filtered)."""
+    return (select(ArticleConcept.article_id)
+            .join(Article, Article.id == ArticleConcept.article_id)
+            .where(ArticleConcept.concept_id.in_(concept_ids), Article.filtered.is_(False))
+            .distinct())
+
+
+def _month(session: Session, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[str]:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(column, "YYYY-MM")
+    return func.strftime("%Y-%m", column)
+
+
+def articles_per_month(session: Session, concept_ids: set[int], months: int = 24,
+                       today: date | None = None) -> list[tuple[str, int]]:
+    """How many visible articles tagged with CONCEPT_IDS appeared in each of the last MONTHS
+    months ("YYYY-MM", count), oldest first, empty months included. An article counts in the
+    month it was published, or fetched when it gives no date."""
+    today = today or datetime.now(UTC).date()
+    keys = []
+    year, month = today.year, today.month
+    for _ in range(months):
+        keys.append(f"{year:04d}-{month:02d}")
+        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+    keys.reverse()
+    tagged = _visible_tagged(concept_ids).subquery()
+    when = func.coalesce(Article.published_at, Article.fetched_at)
+    bucket = _month(session, when)
+    counts = dict(session.execute(
+        select(bucket, func.count())
+        .join(tagged, tagged.c.article_id == Article.id)
+        .where(bucket >= keys[0])
+        .group_by(bucket)).all())
+    return [(key, int(counts.get(key, 0))) for key in keys]
+
+
+def co_occurring(session: Session, concept_ids: set[int], limit: int = 12
+                 ) -> dict[str, list[tuple[Concept, int]]]:
+    """The concepts most often tagged on the same visible articles as CONCEPT_IDS, by label,
+    with how many articles they share (for a drug: the cancers it is reported in)."""
+    tagged = _visible_tagged(concept_ids).subquery()
+    shared = func.count(sa.distinct(ArticleConcept.article_id))
+    rows = session.execute(
+        select(Concept, shared)
+        .join(ArticleConcept, ArticleConcept.concept_id == Concept.id)
+        .join(tagged, tagged.c.article_id == ArticleConcept.article_id)
+        .where(Concept.id.not_in(concept_ids))
+        .group_by(Concept.id)
+        .order_by(shared.desc(), Concept.name)).all()
+    result: dict[str, list[tuple[Concept, int]]] = defaultdict(list)
+    for concept, count in rows:
+        if len(result[concept.label]) < limit:
+            result[concept.label].append((concept, int(count)))
+    return dict(result)

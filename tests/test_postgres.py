@@ -75,3 +75,27 @@ def test_journal_and_author_matching_on_postgres(pg_url):
         text = "The team of Dr. Rosenthal reported in Nature Medicine that the cells persisted."
         assert papers_named_in(s, text, datetime(2026, 10, 20, tzinfo=UTC), journals) == \
             [paper_id]
+
+
+def test_concept_page_counts_on_postgres(pg_url):
+    from datetime import UTC, datetime, timedelta
+
+    from db.concepts import articles_per_month, co_occurring, with_descendants
+    from webapp.cli import prepare_database
+
+    prepare_database(pg_url)
+    now = datetime.now(UTC)
+    with session_scope(pg_url) as s:
+        for i, mentions in enumerate([{"nivolumab": 1, "melanoma": 1},
+                                      {"pembrolizumab": 1, "melanoma": 2},
+                                      {"pembrolizumab": 1, "renal-cell-carcinoma": 1}]):
+            upsert_article(s, ArticleData(
+                canonical_url=f"https://news.example/{i}", url=f"https://news.example/{i}",
+                title=f"Item {i}", mentions=mentions, published_at=now - timedelta(days=i)))
+    with session_scope(pg_url) as s:
+        ids = with_descendants(s, "pd-1-inhibitor")
+        months = articles_per_month(s, ids, today=now.date())
+        together = co_occurring(s, ids)
+    assert sum(n for _, n in months) == 3 and months[-1][0] == now.strftime("%Y-%m")
+    assert [(c.slug, n) for c, n in together["CANCER"]] == [
+        ("melanoma", 2), ("renal-cell-carcinoma", 1)]

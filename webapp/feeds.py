@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, json, request, url_for
+from werkzeug.datastructures import MultiDict
 
-from db.concepts import concepts_for_articles
+from db.concepts import concepts_for_articles, get_concept
 from db.models import Article
 from db.search import search_articles
 from webapp.app import db_session
@@ -56,10 +57,24 @@ def _item(article: Article, tags: list[str]) -> dict[str, Any]:
     return item
 
 
+@bp.get("/<any(therapy, cancer, target):kind>/<slug>/feed.json")
+def concept_feed(kind: str, slug: str) -> Response:
+    """The feed of one concept (its children included): the search feed filtered on it."""
+    if get_concept(db_session(), slug) is None:
+        abort(404, description="There is no such therapy, cancer type or target.")
+    args = MultiDict(request.args)
+    args.setlist(kind, [slug])
+    return _json_feed(args)
+
+
 @bp.get("/feed.json")
 def json_feed() -> Response:
+    return _json_feed(request.args)
+
+
+def _json_feed(args: MultiDict[str, str]) -> Response:
     try:
-        params = SearchParams.from_args(request.args)
+        params = SearchParams.from_args(args)
     except BadParameter as exc:
         abort(400, description=str(exc))
     session = db_session()

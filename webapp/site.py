@@ -1,12 +1,23 @@
-"""The reader's pages: home, search with facets, article."""
+"""The reader's pages: home, search with facets, article, concept pages."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request, url_for
+from dataclasses import dataclass
+
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
 
 from db.articles import evidence_for, get_article
-from db.concepts import concepts_for_articles
+from db.concepts import (
+    articles_per_month,
+    children_of,
+    co_occurring,
+    concepts_for_articles,
+    get_concept,
+    lineage,
+    with_descendants,
+)
+from db.query import parse_query
 from db.search import MARK_END, MARK_START, search_articles
 from db.stories import also_reported, story_of
 from webapp.app import db_session
@@ -87,6 +98,63 @@ def article(article_id: int) -> str:
     return render_template("article.html", article=found, tags=tags,
                            others=story_of(session, found),
                            evidence=evidence_for(session, found))
+
+
+KINDS = {"therapy": "THERAPY", "cancer": "CANCER", "target": "TARGET"}
+CHART_WIDTH, CHART_HEIGHT = 480, 120
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: int
+    y: int
+    width: int
+    height: int
+    month: str
+    count: int
+
+
+def month_bars(months: list[tuple[str, int]]) -> list[Bar]:
+    """Bars of an SVG chart of MONTHS ("YYYY-MM", count), drawn on the server."""
+    if not months:
+        return []
+    top = max(count for _, count in months) or 1
+    step = CHART_WIDTH // len(months)
+    bars = []
+    for i, (month, count) in enumerate(months):
+        height = round(count / top * (CHART_HEIGHT - 20))
+        bars.append(Bar(i * step + 1, CHART_HEIGHT - height, step - 2, height, month, count))
+    return bars
+
+
+@bp.get("/<any(therapy, cancer, target):kind>/<slug>")
+def concept(kind: str, slug: str) -> Response | str:
+    session = db_session()
+    found = get_concept(session, slug)
+    if found is None:
+        abort(404, description="There is no such therapy, cancer type or target.")
+    right_kind = LABEL_PARAM[found.label]
+    if right_kind != kind:  # /therapy/melanoma: the reader meant the cancer page
+        return redirect(url_for("site.concept", kind=right_kind, slug=slug), code=308)
+    ids = with_descendants(session, slug)
+    latest = search_articles(session, parse_query(""), [slug], per_page=10, sort="date")
+    article_ids = [hit.article.id for hit in latest.hits]
+    months = articles_per_month(session, ids)
+    return render_template(
+        "concept.html",
+        concept=found,
+        kind=kind,
+        parents=lineage(session, found),
+        children=children_of(session, slug),
+        months=months,
+        bars=month_bars(months),
+        chart=(CHART_WIDTH, CHART_HEIGHT),
+        together=co_occurring(session, ids),
+        latest=latest,
+        tags=concepts_for_articles(session, article_ids),
+        also=also_reported(session, article_ids),
+        feed_url=url_for("feeds.concept_feed", kind=kind, slug=slug),
+    )
 
 
 @bp.get("/about")

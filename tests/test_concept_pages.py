@@ -1,0 +1,147 @@
+"""Concept pages (/therapy/<slug>, /cancer/<slug>, /target/<slug>) and their feeds, over a real
+SQLite database filled with articles whose tags are known."""
+
+import json
+import re
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from db.articles import ArticleData, upsert_article
+from db.concepts import articles_per_month, co_occurring, with_descendants
+from db.session import session_scope
+
+NOW = datetime.now(UTC)
+ARTICLES = [  # title, days ago, mentions, filtered
+    ("Pembrolizumab in melanoma", 40, {"pembrolizumab": 2, "melanoma": 1}, False),
+    ("Nivolumab in melanoma", 20, {"nivolumab": 1, "melanoma": 1, "pd-l1": 1}, False),
+    ("Pembrolizumab in NSCLC", 10, {"pembrolizumab": 1, "non-small-cell-lung-cancer": 1}, False),
+    ("Off-topic item naming pembrolizumab", 5, {"pembrolizumab": 1, "melanoma": 1}, True),
+    ("Pembrolizumab in melanoma, years ago", 1200, {"pembrolizumab": 1, "melanoma": 1}, False),
+]
+
+
+@pytest.fixture
+def concept_db(db_url):
+    with session_scope(db_url) as s:
+        for i, (title, days, mentions, filtered) in enumerate(ARTICLES):
+            upsert_article(s, ArticleData(
+                canonical_url=f"http://127.0.0.1/a{i}", url=f"http://127.0.0.1/a{i}",
+                title=title, body=title + ".", summary=title + ".", mentions=mentions,
+                published_at=NOW - timedelta(days=days), filtered=filtered,
+                extra={"labels": {"types": ["trial-result"], "phase": "3",
+                                  "settings": ["first-line"]}} if i == 2 else {}))
+    return db_url
+
+
+@pytest.fixture
+def concept_client(concept_db):
+    from webapp import create_app
+
+    return create_app({"TESTING": True, "DATABASE_URL": concept_db}).test_client()
+
+
+def _titles(html):
+    return re.findall(r'<li class="result">\s*<h2><a href="[^"]+">(.*?)</a>', html)
+
+
+def test_counts_per_month_and_concepts_reported_together(concept_db):
+    today = NOW.date()
+    with session_scope(concept_db) as s:
+        ids = with_descendants(s, "pembrolizumab")
+        months = articles_per_month(s, ids, today=today)
+        together = co_occurring(s, ids)
+        pd1 = co_occurring(s, with_descendants(s, "pd-1-inhibitor"))
+    assert len(months) == 24 and months[-1][0] == today.strftime("%Y-%m")
+    expected: dict[str, int] = {}
+    for _, days, mentions, filtered in ARTICLES:
+        when = (NOW - timedelta(days=days)).strftime("%Y-%m")
+        if "pembrolizumab" in mentions and not filtered:
+            expected[when] = expected.get(when, 0) + 1
+    assert {m: n for m, n in months if n} == {m: n for m, n in expected.items()
+                                              if m >= months[0][0]}
+    # the filtered article is not counted; the old one is, outside the chart's window
+    assert [(c.slug, n) for c, n in together["CANCER"]] == [
+        ("melanoma", 2), ("non-small-cell-lung-cancer", 1)]
+    assert "THERAPY" not in together
+    assert [(c.slug, n) for c, n in pd1["CANCER"]] == [
+        ("melanoma", 3), ("non-small-cell-lung-cancer", 1)]
+    assert [(c.slug, n) for c, n in pd1["TARGET"]] == [("pd-l1", 1)]
+
+
+def test_months_roll_over_the_year():
+    # no database needed for the calendar: an empty id set counts nothing
+    from db.session import session_scope as scope
+
+    with scope("sqlite://") as s:
+        from db.models import Base
+
+        Base.metadata.create_all(s.get_bind())
+        months = articles_per_month(s, set(), months=3, today=date(2026, 1, 15))
+    assert months == [("2025-11", 0), ("2025-12", 0), ("2026-01", 0)]
+
+
+def test_therapy_page_shows_hierarchy_synonyms_chart_neighbours_and_latest(concept_client):
+    response = concept_client.get("/therapy/pembrolizumab")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert re.search(r"<h1>pembrolizumab</h1>", html)
+    crumbs = re.search(r'<nav class="crumbs"[^>]*>(.*?)</nav>', html, re.S).group(1)
+    assert re.findall(r">([^<]+)</a>", crumbs) == [
+        "immunotherapy", "immune checkpoint inhibitor", "PD-1 inhibitor"]
+    assert "Keytruda" in html and "MK-3475" in html
+    assert html.count("<rect ") == 24 and 'role="img"' in html
+    together = re.findall(r'<li><a href="[^"]+">([^<]+)</a> <span class="count">(\d+)</span>',
+                          html)
+    assert together == [("melanoma", "2"), ("non-small cell lung cancer", "1")]
+    assert _titles(html) == ["Pembrolizumab in NSCLC", "Pembrolizumab in melanoma",
+                             "Pembrolizumab in melanoma, years ago"]
+    assert '<link rel="alternate" type="application/feed+json"' in html
+    assert 'href="/therapy/pembrolizumab/feed.json"' in html
+
+
+def test_class_page_includes_its_children(concept_client):
+    html = concept_client.get("/therapy/pd-1-inhibitor").get_data(as_text=True)
+    assert "Pembrolizumab in NSCLC" in html and "Nivolumab in melanoma" in html
+    narrower = re.search(r'<h2 id="narrower">.*?</ul>', html, re.S).group(0)
+    assert ">pembrolizumab</a>" in narrower and ">nivolumab</a>" in narrower
+    assert "Off-topic" not in html
+
+
+def test_wrong_kind_redirects_and_unknown_concept_is_a_friendly_404(concept_client):
+    moved = concept_client.get("/cancer/pembrolizumab")
+    assert moved.status_code == 308 and moved.headers["Location"].endswith(
+        "/therapy/pembrolizumab")
+    missing = concept_client.get("/target/no-such-thing")
+    assert missing.status_code == 404
+    assert "no such therapy, cancer type or target" in missing.get_data(as_text=True)
+    assert concept_client.get("/target/no-such-thing/feed.json").status_code == 404
+    escaped = concept_client.get("/cancer/%3Cscript%3E").get_data(as_text=True)
+    assert "<script>" not in escaped
+
+
+def test_concept_feed_is_the_search_feed_filtered_on_it(concept_client):
+    response = concept_client.get("/cancer/melanoma/feed.json")
+    assert response.status_code == 200
+    assert response.content_type.startswith("application/feed+json")
+    feed = json.loads(response.get_data(as_text=True))
+    assert feed["version"] == "https://jsonfeed.org/version/1.1"
+    assert [item["title"] for item in feed["items"]] == [
+        "Nivolumab in melanoma", "Pembrolizumab in melanoma",
+        "Pembrolizumab in melanoma, years ago"]
+
+
+def test_target_page(concept_client):
+    html = concept_client.get("/target/pd-l1").get_data(as_text=True)
+    assert "<h1>PD-L1</h1>" in html and "Nivolumab in melanoma" in html
+
+
+def test_article_tags_lead_to_concept_pages_and_labels_are_shown(concept_client):
+    search = concept_client.get("/search?therapy=pembrolizumab").get_data(as_text=True)
+    assert 'href="/therapy/pembrolizumab">about pembrolizumab</a>' in search
+    link = re.search(r'<a href="(/articles/\d+)">Pembrolizumab in NSCLC</a>', search).group(1)
+    article = concept_client.get(link).get_data(as_text=True)
+    assert 'href="/therapy/pembrolizumab"' in article
+    assert 'href="/cancer/non-small-cell-lung-cancer"' in article
+    labels = re.findall(r'<span class="label">([^<]+)</span>', article)
+    assert labels == ["trial result", "phase 3", "first line"]
