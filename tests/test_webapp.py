@@ -175,6 +175,58 @@ def test_pages_link_their_feed(client):
     alternates = [a for tag, a in links(html) if tag == "link" and a.get("rel") == "alternate"]
     assert alternates[0]["type"] == "application/feed+json"
     assert alternates[0]["href"] == "/feed.json?q=melanoma"
+    assert alternates[1]["type"] == "application/atom+xml"
+    assert alternates[1]["href"] == "/feed.atom?q=melanoma"
+
+
+def _parsed_atom(response):
+    import feedparser
+
+    assert response.status_code == 200
+    assert response.content_type == "application/atom+xml; charset=utf-8"
+    parsed = feedparser.parse(response.get_data())
+    assert parsed.bozo == 0, parsed.get("bozo_exception")
+    assert parsed.version == "atom10"
+    return parsed
+
+
+def test_atom_feed_of_a_search_reads_back_cleanly(client):
+    json_feed = json.loads(client.get("/feed.json?q=pembrolizumab").get_data(as_text=True))
+    atom = _parsed_atom(client.get("/feed.atom?q=pembrolizumab"))
+    assert "pembrolizumab" in atom.feed.title
+    assert [e.link for e in atom.entries] == [i["url"] for i in json_feed["items"]]
+    assert [e.title for e in atom.entries] == [i["title"] for i in json_feed["items"]]
+    for entry, item in zip(atom.entries, json_feed["items"], strict=True):
+        assert entry.id == item["id"] and entry.summary == item["summary"]
+        assert {t.label for t in entry.tags} == set(item["tags"])
+        assert entry.published_parsed and entry.updated_parsed and entry.author
+    links = {link.rel: link.href for link in atom.feed.links}
+    assert parse_qs(urlsplit(links["self"]).query) == {"q": ["pembrolizumab"]}
+    assert urlsplit(links["alternate"]).path == "/search"
+
+
+def test_atom_feed_pages_with_a_next_link(app):
+    from webapp import feeds
+
+    original, feeds.FEED_SIZE = feeds.FEED_SIZE, 10
+    try:
+        client = app.test_client()
+        first = _parsed_atom(client.get("/feed.atom"))
+        (next_url,) = [link.href for link in first.feed.links if link.rel == "next"]
+        second = _parsed_atom(client.get(next_url))
+        assert len(first.entries) == 10
+        assert not {e.id for e in first.entries} & {e.id for e in second.entries}
+    finally:
+        feeds.FEED_SIZE = original
+
+
+def test_atom_feed_of_a_concept_and_of_nothing(client):
+    atom = _parsed_atom(client.get("/therapy/pembrolizumab/feed.atom"))
+    assert atom.entries and all(
+        "pembrolizumab" in {t.term for t in e.tags} for e in atom.entries)
+    empty = _parsed_atom(client.get("/feed.atom?q=nothingmatchesthisword"))
+    assert empty.entries == []
+    assert client.get("/feed.atom?page=0").status_code == 400
 
 
 def test_unreachable_database_is_a_503_page():
@@ -187,3 +239,16 @@ def test_unreachable_database_is_a_503_page():
     assert response.status_code == 503
     html = response.get_data(as_text=True)
     assert "not available right now" in html and "Traceback" not in html
+
+
+def test_atom_feed_survives_characters_xml_cannot_hold(db_url):
+    from webapp import create_app
+
+    with session_scope(db_url) as s:
+        upsert_article(s, ArticleData(
+            canonical_url="http://127.0.0.1/ctl", url="http://127.0.0.1/ctl",
+            title="Nivolumab\x0b in <melanoma> & \x01more", summary="A \x1fsummary.",
+            mentions={"nivolumab": 1}))
+    client = create_app({"TESTING": True, "DATABASE_URL": db_url}).test_client()
+    (entry,) = _parsed_atom(client.get("/feed.atom")).entries
+    assert entry.title == "Nivolumab in <melanoma> & more" and entry.summary == "A summary."

@@ -1,21 +1,25 @@
-"""Feeds of any search: JSON Feed 1.1 at /feed.json, taking the search page's parameters."""
+"""Feeds of any search: JSON Feed 1.1 at /feed.json and Atom 1.0 at /feed.atom, taking the
+search page's parameters, and the same for each concept (/therapy/<slug>/feed.json …)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, json, request, url_for
+from lxml import etree
 from werkzeug.datastructures import MultiDict
 
 from db.concepts import concepts_for_articles, get_concept
-from db.models import Article
-from db.search import search_articles
+from db.models import Article, Concept
+from db.search import SearchPage, search_articles
 from webapp.app import db_session
-from webapp.params import BadParameter, SearchParams
+from webapp.params import FACET_PARAMS, BadParameter, SearchParams
 
 bp = Blueprint("feeds", __name__)
 FEED_SIZE = 50
+LABEL_PARAM = {label: param for param, label in FACET_PARAMS.items()}
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 
 
@@ -57,31 +61,52 @@ def _item(article: Article, tags: list[str]) -> dict[str, Any]:
     return item
 
 
-@bp.get("/<any(therapy, cancer, target):kind>/<slug>/feed.json")
-def concept_feed(kind: str, slug: str) -> Response:
-    """The feed of one concept (its children included): the search feed filtered on it."""
+def _params_or_400(args: MultiDict[str, str]) -> SearchParams:
+    try:
+        return SearchParams.from_args(args)
+    except BadParameter as exc:
+        abort(400, description=str(exc))
+
+
+def _concept_args(kind: str, slug: str) -> MultiDict[str, str]:
+    """The search parameters of one concept's feed (its children included)."""
     if get_concept(db_session(), slug) is None:
         abort(404, description="There is no such therapy, cancer type or target.")
     args = MultiDict(request.args)
     args.setlist(kind, [slug])
-    return _json_feed(args)
+    return args
+
+
+@bp.get("/<any(therapy, cancer, target):kind>/<slug>/feed.json")
+def concept_feed(kind: str, slug: str) -> Response:
+    return _json_feed(_params_or_400(_concept_args(kind, slug)))
+
+
+@bp.get("/<any(therapy, cancer, target):kind>/<slug>/feed.atom")
+def concept_atom(kind: str, slug: str) -> Response:
+    return _atom_feed(_params_or_400(_concept_args(kind, slug)))
 
 
 @bp.get("/feed.json")
 def json_feed() -> Response:
-    return _json_feed(request.args)
+    return _json_feed(_params_or_400(request.args))
 
 
-def _json_feed(args: MultiDict[str, str]) -> Response:
-    try:
-        params = SearchParams.from_args(args)
-    except BadParameter as exc:
-        abort(400, description=str(exc))
+@bp.get("/feed.atom")
+def atom_feed() -> Response:
+    return _atom_feed(_params_or_400(request.args))
+
+
+def _newest(params: SearchParams) -> tuple[SearchPage, dict[int, list[Concept]]]:
     session = db_session()
     page = search_articles(  # a feed is read newest first, whatever the page sorts by
         session, params.parsed, params.slugs, page=params.page, per_page=FEED_SIZE, sort="date"
     )
-    tags = concepts_for_articles(session, (hit.article.id for hit in page.hits))
+    return page, concepts_for_articles(session, (hit.article.id for hit in page.hits))
+
+
+def _json_feed(params: SearchParams) -> Response:
+    page, tags = _newest(params)
     feed: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
         "title": _title(params),
@@ -100,3 +125,58 @@ def _json_feed(args: MultiDict[str, str]) -> Response:
         )
     body = json.dumps(feed, ensure_ascii=False, indent=1)
     return Response(body, content_type="application/feed+json; charset=utf-8")
+
+
+ATOM = "http://www.w3.org/2005/Atom"
+# characters XML 1.0 cannot carry at all; crawled text now and then holds one
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _atom(parent: etree._Element, tag: str, text: str | None = None,
+          **attributes: str) -> etree._Element:
+    element = etree.SubElement(parent, f"{{{ATOM}}}{tag}",
+                               {k: _NOT_XML.sub("", v) for k, v in attributes.items()})
+    if text is not None:
+        element.text = _NOT_XML.sub("", text)
+    return element
+
+
+def _atom_feed(params: SearchParams) -> Response:
+    """Atom 1.0 (RFC 4287) built with lxml, which escapes every text and attribute."""
+    page, tags = _newest(params)
+    feed = etree.Element(f"{{{ATOM}}}feed", nsmap={None: ATOM})
+    feed.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
+    self_url = absolute("feeds.atom_feed", **params.query_args(sort=None))
+    _atom(feed, "id", self_url)
+    _atom(feed, "title", _title(params))
+    _atom(feed, "subtitle", "Cancer-immunotherapy news and literature, tagged by therapy, "
+          "cancer and target.")
+    # the newest change among the items; a feed with none was last changed at the epoch
+    _atom(feed, "updated", _rfc3339(max((hit.article.fetched_at for hit in page.hits),
+                                        default=datetime(1970, 1, 1, tzinfo=UTC))))
+    _atom(feed, "link", rel="alternate", type="text/html",
+          href=absolute("site.search", **params.query_args(page=None, sort=None)))
+    _atom(feed, "link", rel="self", type="application/atom+xml", href=self_url)
+    if page.page < page.pages:
+        _atom(feed, "link", rel="next", type="application/atom+xml",
+              href=absolute("feeds.atom_feed", **params.query_args(sort=None, page=page.page + 1)))
+    _atom(_atom(feed, "author"), "name", "ImmunoFeed")
+    for hit in page.hits:
+        article = hit.article
+        url = absolute("site.article", article_id=article.id)
+        entry = _atom(feed, "entry")
+        _atom(entry, "id", url)
+        _atom(entry, "title", article.title)
+        _atom(entry, "link", rel="alternate", type="text/html", href=url)
+        if article.url.lower().startswith(("http://", "https://")):
+            _atom(entry, "link", rel="related", href=article.url)
+        _atom(entry, "published", _rfc3339(article.published_at or article.fetched_at))
+        _atom(entry, "updated", _rfc3339(article.fetched_at))
+        if article.source is not None:
+            _atom(_atom(entry, "author"), "name", article.source.name)
+        if article.summary:
+            _atom(entry, "summary", article.summary)
+        for concept in tags[article.id]:
+            _atom(entry, "category", term=concept.slug, label=concept.name)
+    body = etree.tostring(feed, xml_declaration=True, encoding="utf-8", pretty_print=True)
+    return Response(body, content_type="application/atom+xml; charset=utf-8")

@@ -68,6 +68,7 @@ def _search_page(template: str, params: SearchParams) -> str:
         tags=tags,
         also=also_reported(session, ids),
         feed_url=url_for("feeds.json_feed", **params.query_args(page=None, sort=None)),
+        atom_url=url_for("feeds.atom_feed", **params.query_args(page=None, sort=None)),
     )
 
 
@@ -154,6 +155,7 @@ def concept(kind: str, slug: str) -> Response | str:
         tags=concepts_for_articles(session, article_ids),
         also=also_reported(session, article_ids),
         feed_url=url_for("feeds.concept_feed", kind=kind, slug=slug),
+        atom_url=url_for("feeds.concept_atom", kind=kind, slug=slug),
     )
 
 
