@@ -98,7 +98,8 @@ def test_therapy_page_shows_hierarchy_synonyms_chart_neighbours_and_latest(conce
                              "Pembrolizumab in melanoma, years ago"]
     assert '<link rel="alternate" type="application/feed+json"' in html
     assert 'href="/therapy/pembrolizumab/feed.json"' in html
-    assert 'type="application/atom+xml"' in html and 'href="/therapy/pembrolizumab/feed.atom"' in html
+    assert 'type="application/atom+xml"' in html
+    assert 'href="/therapy/pembrolizumab/feed.atom"' in html
 
 
 def test_class_page_includes_its_children(concept_client):
