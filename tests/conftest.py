@@ -7,12 +7,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from crawler.samplesite import SampleSite, render
 from crawler.sources import SourceConfig, write_sources
+from db.articles import ArticleData, upsert_article
+from db.session import session_scope
 
 FIXTURES = Path(__file__).parent / "fixtures"
 IMMUNOFEED = str(Path(sys.executable).parent / "immunofeed")
@@ -84,3 +87,27 @@ def app(crawled_db: str):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+NOW = datetime.now(UTC)
+TAGGED_ARTICLES = [  # title, days ago, mentions, filtered
+    ("Pembrolizumab in melanoma", 40, {"pembrolizumab": 2, "melanoma": 1}, False),
+    ("Nivolumab in melanoma", 20, {"nivolumab": 1, "melanoma": 1, "pd-l1": 1}, False),
+    ("Pembrolizumab in NSCLC", 10, {"pembrolizumab": 1, "non-small-cell-lung-cancer": 1}, False),
+    ("Off-topic item naming pembrolizumab", 5, {"pembrolizumab": 1, "melanoma": 1}, True),
+    ("Pembrolizumab in melanoma, years ago", 1200, {"pembrolizumab": 1, "melanoma": 1}, False),
+]
+
+
+@pytest.fixture
+def tagged_db(db_url: str) -> str:
+    """A fresh database holding TAGGED_ARTICLES (known tags, dates and one label set)."""
+    with session_scope(db_url) as s:
+        for i, (title, days, mentions, filtered) in enumerate(TAGGED_ARTICLES):
+            upsert_article(s, ArticleData(
+                canonical_url=f"http://127.0.0.1/a{i}", url=f"http://127.0.0.1/a{i}",
+                title=title, body=title + ".", summary=title + ".", mentions=mentions,
+                published_at=NOW - timedelta(days=days), filtered=filtered,
+                extra={"labels": {"types": ["trial-result"], "phase": "3",
+                                  "settings": ["first-line"]}} if i == 2 else {}))
+    return db_url

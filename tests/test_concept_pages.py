@@ -3,51 +3,30 @@ SQLite database filled with articles whose tags are known."""
 
 import json
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 
-from db.articles import ArticleData, upsert_article
 from db.concepts import articles_per_month, co_occurring, with_descendants
 from db.session import session_scope
-
-NOW = datetime.now(UTC)
-ARTICLES = [  # title, days ago, mentions, filtered
-    ("Pembrolizumab in melanoma", 40, {"pembrolizumab": 2, "melanoma": 1}, False),
-    ("Nivolumab in melanoma", 20, {"nivolumab": 1, "melanoma": 1, "pd-l1": 1}, False),
-    ("Pembrolizumab in NSCLC", 10, {"pembrolizumab": 1, "non-small-cell-lung-cancer": 1}, False),
-    ("Off-topic item naming pembrolizumab", 5, {"pembrolizumab": 1, "melanoma": 1}, True),
-    ("Pembrolizumab in melanoma, years ago", 1200, {"pembrolizumab": 1, "melanoma": 1}, False),
-]
+from tests.conftest import NOW
+from tests.conftest import TAGGED_ARTICLES as ARTICLES
 
 
 @pytest.fixture
-def concept_db(db_url):
-    with session_scope(db_url) as s:
-        for i, (title, days, mentions, filtered) in enumerate(ARTICLES):
-            upsert_article(s, ArticleData(
-                canonical_url=f"http://127.0.0.1/a{i}", url=f"http://127.0.0.1/a{i}",
-                title=title, body=title + ".", summary=title + ".", mentions=mentions,
-                published_at=NOW - timedelta(days=days), filtered=filtered,
-                extra={"labels": {"types": ["trial-result"], "phase": "3",
-                                  "settings": ["first-line"]}} if i == 2 else {}))
-    return db_url
-
-
-@pytest.fixture
-def concept_client(concept_db):
+def concept_client(tagged_db):
     from webapp import create_app
 
-    return create_app({"TESTING": True, "DATABASE_URL": concept_db}).test_client()
+    return create_app({"TESTING": True, "DATABASE_URL": tagged_db}).test_client()
 
 
 def _titles(html):
     return re.findall(r'<li class="result">\s*<h2><a href="[^"]+">(.*?)</a>', html)
 
 
-def test_counts_per_month_and_concepts_reported_together(concept_db):
+def test_counts_per_month_and_concepts_reported_together(tagged_db):
     today = NOW.date()
-    with session_scope(concept_db) as s:
+    with session_scope(tagged_db) as s:
         ids = with_descendants(s, "pembrolizumab")
         months = articles_per_month(s, ids, today=today)
         together = co_occurring(s, ids)

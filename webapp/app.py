@@ -24,10 +24,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
 
-    from webapp import feeds, site
+    from webapp import api, feeds, site
 
     app.register_blueprint(site.bp)
     app.register_blueprint(feeds.bp)
+    app.register_blueprint(api.bp)
     _register_errors(app)
 
     @app.teardown_appcontext
@@ -65,10 +66,18 @@ def db_session() -> Session:
 def _register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):  # type: ignore[no-untyped-def]
+        from webapp.api import error_response, is_api_request
+
+        if is_api_request():
+            return error_response(error.code or 500, error.description or error.name)
         return render_template("error.html", error=error), error.code or 500
 
     @app.errorhandler(OperationalError)
     def _database_down(error: OperationalError):  # type: ignore[no-untyped-def]
         app.logger.error("database error: %s", error.orig)
         message = "The article database is not available right now. Please try again shortly."
+        from webapp.api import error_response, is_api_request
+
+        if is_api_request():
+            return error_response(503, message)
         return render_template("error.html", error=None, message=message), 503

@@ -31,7 +31,7 @@ def absolute(endpoint: str, **values: Any) -> str:
     return url_for(endpoint, _external=True, **values)
 
 
-def _rfc3339(value: datetime | None) -> str | None:
+def rfc3339(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
 
 
@@ -48,8 +48,8 @@ def _item(article: Article, tags: list[str]) -> dict[str, Any]:
         "title": article.title,
         "summary": article.summary,
         "content_text": article.summary or article.title,
-        "date_published": _rfc3339(article.published_at or article.fetched_at),
-        "date_modified": _rfc3339(article.fetched_at),
+        "date_published": rfc3339(article.published_at or article.fetched_at),
+        "date_modified": rfc3339(article.fetched_at),
         "tags": tags,
     }
     if article.url.lower().startswith(("http://", "https://")):
@@ -152,7 +152,7 @@ def _atom_feed(params: SearchParams) -> Response:
     _atom(feed, "subtitle", "Cancer-immunotherapy news and literature, tagged by therapy, "
           "cancer and target.")
     # the newest change among the items; a feed with none was last changed at the epoch
-    _atom(feed, "updated", _rfc3339(max((hit.article.fetched_at for hit in page.hits),
+    _atom(feed, "updated", rfc3339(max((hit.article.fetched_at for hit in page.hits),
                                         default=datetime(1970, 1, 1, tzinfo=UTC))))
     _atom(feed, "link", rel="alternate", type="text/html",
           href=absolute("site.search", **params.query_args(page=None, sort=None)))
@@ -170,8 +170,8 @@ def _atom_feed(params: SearchParams) -> Response:
         _atom(entry, "link", rel="alternate", type="text/html", href=url)
         if article.url.lower().startswith(("http://", "https://")):
             _atom(entry, "link", rel="related", href=article.url)
-        _atom(entry, "published", _rfc3339(article.published_at or article.fetched_at))
-        _atom(entry, "updated", _rfc3339(article.fetched_at))
+        _atom(entry, "published", rfc3339(article.published_at or article.fetched_at))
+        _atom(entry, "updated", rfc3339(article.fetched_at))
         if article.source is not None:
             _atom(_atom(entry, "author"), "name", article.source.name)
         if article.summary:
