@@ -190,7 +190,12 @@ def update_tags(session: Session, article: Article, tags: TagUpdate,
     return True
 
 
+MAX_ID = 2**63 - 1  # the largest id a database integer column holds
+
+
 def get_article(session: Session, article_id: int) -> Article | None:
+    if not 0 <= article_id <= MAX_ID:  # /articles/99999999999999999999 is simply not there
+        return None
     return session.scalar(
         select(Article)
         .options(selectinload(Article.source), selectinload(Article.concepts))

@@ -252,3 +252,8 @@ def test_atom_feed_survives_characters_xml_cannot_hold(db_url):
     client = create_app({"TESTING": True, "DATABASE_URL": db_url}).test_client()
     (entry,) = _parsed_atom(client.get("/feed.atom")).entries
     assert entry.title == "Nivolumab in <melanoma> & more" and entry.summary == "A summary."
+
+
+def test_article_numbers_beyond_any_database_integer_are_404(client):
+    assert client.get("/articles/9223372036854775808").status_code == 404
+    assert client.get("/api/v1/articles/99999999999999999999999").status_code == 404

@@ -203,6 +203,13 @@ def concept(slug: str) -> Response:
     })
 
 
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    from webapp.openapi import openapi_document
+
+    return _json(openapi_document())
+
+
 @bp.get("/sources")
 def sources() -> Response:
     return _json({"sources": [

@@ -1,0 +1,153 @@
+"""The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json. A test runs
+schemathesis against the app with it, so it has to match what the endpoints really answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webapp.api import DEFAULT_LIMIT, MAX_LIMIT
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema_type: str, **extra: Any) -> dict[str, Any]:
+    return {"type": [schema_type, "null"], **extra}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "400": _json(_ref("Error"), "A parameter the client can fix; the message says how."),
+    "404": _json(_ref("Error"), "No such thing."),
+    "503": _json(_ref("Error"), "The database is unreachable for now."),
+}
+
+_SEARCH_PARAMETERS: list[dict[str, Any]] = [
+    {"name": "q", "in": "query", "schema": {"type": "string"},
+     "description": 'Words, "phrases", OR, -word or NOT word, prefix*.'},
+    *({"name": name, "in": "query", "style": "form", "explode": True,
+       "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+       "description": f"{name.capitalize()} concept slugs; a parent includes its children."}
+      for name in ("therapy", "cancer", "target")),
+    {"name": "sort", "in": "query", "schema": {"enum": ["relevance", "date"]}},
+    {"name": "limit", "in": "query",
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                                         "default": DEFAULT_LIMIT}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+     "description": "The next_cursor of the previous page."},
+]
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["status", "message"],
+        "properties": {"status": {"type": "integer"}, "message": {"type": "string"}}}}},
+    "ConceptRef": {"type": "object", "required": ["slug", "label", "name"], "properties": {
+        "slug": {"type": "string"}, "label": {"enum": ["THERAPY", "CANCER", "TARGET"]},
+        "name": {"type": "string"}}},
+    "Labels": {"type": "object", "required": ["types", "phase", "settings"], "properties": {
+        "types": {"type": "array", "items": {"type": "string"}},
+        "phase": _nullable("string"),
+        "settings": {"type": "array", "items": {"type": "string"}}}},
+    "Article": {"type": "object", "required": [
+        "id", "url", "source_url", "title", "summary", "kind", "language", "published",
+        "fetched", "source", "identifiers", "labels", "tags"], "properties": {
+        "id": {"type": "integer"},
+        "url": {"type": "string", "format": "uri"},
+        "source_url": _nullable("string"),
+        "title": {"type": "string"},
+        "summary": {"type": "string"},
+        "kind": {"type": "string"},
+        "language": _nullable("string"),
+        "published": _nullable("string", format="date-time"),
+        "fetched": _nullable("string", format="date-time"),
+        "source": _nullable("string"),
+        "identifiers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "labels": _ref("Labels"),
+        "tags": {"type": "array", "items": _ref("ConceptRef")}}},
+    "ArticleList": {"type": "object", "required": ["articles", "total", "next_cursor", "facets"],
+                    "properties": {
+        "articles": {"type": "array", "items": {"allOf": [_ref("Article"), {
+            "type": "object", "required": ["also_reported_by"], "properties": {
+                "also_reported_by": {"type": "array", "items": {"type": "integer"}}}}]}},
+        "total": {"type": "integer", "minimum": 0},
+        "next_cursor": _nullable("string"),
+        "facets": {"type": "object", "additionalProperties": {"type": "array", "items": {
+            "type": "object", "required": ["slug", "name", "count"], "properties": {
+                "slug": {"type": "string"}, "name": {"type": "string"},
+                "count": {"type": "integer"}}}}}}},
+    "ArticleDetail": {"allOf": [_ref("Article"), {
+        "type": "object", "required": ["evidence"],
+        "properties": {"evidence": {"type": "array", "items": {"type": "integer"}}}}]},
+    "ConceptList": {"type": "object", "required": ["concepts"], "properties": {"concepts": {
+        "type": "array", "items": {"allOf": [_ref("ConceptRef"), {
+            "type": "object", "required": ["parent", "articles"], "properties": {
+                "parent": _nullable("string"), "articles": {"type": "integer"}}}]}}}},
+    "ConceptDetail": {"allOf": [_ref("ConceptRef"), {"type": "object", "required": [
+        "synonyms", "xrefs", "parents", "children", "articles", "per_month", "reported_with"],
+        "properties": {
+            "synonyms": {"type": "array", "items": {"type": "string"}},
+            "xrefs": {"type": "object", "additionalProperties": {"type": "string"}},
+            "parents": {"type": "array", "items": _ref("ConceptRef")},
+            "children": {"type": "array", "items": _ref("ConceptRef")},
+            "articles": {"type": "integer"},
+            "per_month": {"type": "array", "items": {
+                "type": "object", "required": ["month", "articles"], "properties": {
+                    "month": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+                    "articles": {"type": "integer"}}}},
+            "reported_with": {"type": "array", "items": {"allOf": [_ref("ConceptRef"), {
+                "type": "object", "required": ["articles"],
+                "properties": {"articles": {"type": "integer"}}}]}}}}]},
+    "SourceList": {"type": "object", "required": ["sources"], "properties": {"sources": {
+        "type": "array", "items": {"type": "object", "required": [
+            "name", "type", "url", "health", "last_success", "last_error", "next_attempt",
+            "articles"], "properties": {
+            "name": {"type": "string"}, "type": {"type": "string"}, "url": {"type": "string"},
+            "health": {"enum": ["new", "ok", "failing", "unhealthy"]},
+            "last_success": _nullable("string", format="date-time"),
+            "last_error": _nullable("string"),
+            "next_attempt": _nullable("string", format="date-time"),
+            "articles": {"type": "integer"}}}}}},
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ImmunoFeed API", "version": "1",
+                 "description": "Cancer-immunotherapy news and literature, tagged by therapy, "
+                                "cancer type and target."},
+        "paths": {
+            "/api/v1/articles": {"get": {
+                "summary": "Search articles", "operationId": "listArticles",
+                "parameters": _SEARCH_PARAMETERS,
+                "responses": {"200": _json(_ref("ArticleList"), "A page of articles."),
+                              "400": _ERRORS["400"], "503": _ERRORS["503"]}}},
+            "/api/v1/articles/{article_id}": {"get": {
+                "summary": "One article", "operationId": "getArticle",
+                "parameters": [{"name": "article_id", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 0}}],
+                "responses": {"200": _json(_ref("ArticleDetail"), "The article."),
+                              "404": _ERRORS["404"], "503": _ERRORS["503"]}}},
+            "/api/v1/concepts": {"get": {
+                "summary": "Every concept", "operationId": "listConcepts",
+                "parameters": [{"name": "label", "in": "query",
+                                "schema": {"enum": ["THERAPY", "CANCER", "TARGET"]}}],
+                "responses": {"200": _json(_ref("ConceptList"), "The concepts."),
+                              "400": _ERRORS["400"], "503": _ERRORS["503"]}}},
+            "/api/v1/concepts/{slug}": {"get": {
+                "summary": "One concept", "operationId": "getConcept",
+                "parameters": [{"name": "slug", "in": "path", "required": True,
+                                "schema": {"type": "string", "pattern": "^[a-z0-9-]+$"}}],
+                "responses": {"200": _json(_ref("ConceptDetail"), "The concept."),
+                              "404": _ERRORS["404"], "503": _ERRORS["503"]}}},
+            "/api/v1/sources": {"get": {
+                "summary": "Sources and their health", "operationId": "listSources",
+                "responses": {"200": _json(_ref("SourceList"), "The sources."),
+                              "503": _ERRORS["503"]}}},
+        },
+        "components": {"schemas": _SCHEMAS},
+    }
