@@ -166,3 +166,63 @@ def co_occurring(session: Session, concept_ids: set[int], limit: int = 12
         if len(result[concept.label]) < limit:
             result[concept.label].append((concept, int(count)))
     return dict(result)
+
+
+# neoplasm classes that would fill a column of the map without telling a reader anything
+TOO_BROAD_FOR_MAP = frozenset({"solid-tumour", "carcinoma", "adenocarcinoma",
+                               "haematological-malignancy"})
+
+
+@dataclass
+class PairMap:
+    """How many visible articles name each therapy with each cancer type."""
+    therapies: list[Concept]
+    cancers: list[Concept]
+    counts: dict[tuple[int, int], int]  # (therapy id, cancer id) -> articles
+
+    @property
+    def most(self) -> int:
+        return max(self.counts.values(), default=0)
+
+
+def therapy_cancer_map(session: Session, size: int = 12) -> PairMap:
+    """The SIZE therapies and SIZE cancer types with the most visible articles, and how many
+    articles name each pair; an article about a narrower cancer (NSCLC) counts for a broader one
+    shown (lung cancer), a narrower therapy (pembrolizumab) for its class."""
+    concepts = {c.id: c for c in session.scalars(select(Concept))}
+    by_slug = {c.slug: c for c in concepts.values()}
+
+    def ancestors(concept: Concept) -> list[int]:
+        found, parent = [concept.id], concept.parent_slug
+        while parent and parent in by_slug and by_slug[parent].id not in found:
+            found.append(by_slug[parent].id)
+            parent = by_slug[parent].parent_slug
+        return found
+
+    pairs = session.execute(
+        select(ArticleConcept.article_id, ArticleConcept.concept_id)
+        .join(Article, Article.id == ArticleConcept.article_id)
+        .where(Article.filtered.is_(False), Article.story_id.is_(None))).all()
+    tagged: dict[int, set[int]] = defaultdict(set)  # article -> concepts, ancestors included
+    lifted = {cid: ancestors(c) for cid, c in concepts.items()}
+    for article_id, concept_id in pairs:
+        tagged[article_id].update(lifted.get(concept_id, [concept_id]))
+    totals: dict[int, int] = defaultdict(int)
+    for ids in tagged.values():
+        for cid in ids:
+            totals[cid] += 1
+
+    def top(label: str) -> list[Concept]:
+        ranked = sorted((c for c in concepts.values() if c.label == label and totals.get(c.id)
+                         and c.parent_slug is not None and c.slug not in TOO_BROAD_FOR_MAP),
+                        key=lambda c: (-totals[c.id], c.name))
+        return ranked[:size]
+
+    therapies, cancers = top("THERAPY"), top("CANCER")
+    therapy_ids, cancer_ids = {c.id for c in therapies}, {c.id for c in cancers}
+    counts: dict[tuple[int, int], int] = defaultdict(int)
+    for ids in tagged.values():
+        for t in ids & therapy_ids:
+            for c in ids & cancer_ids:
+                counts[(t, c)] += 1
+    return PairMap(therapies, cancers, dict(counts))

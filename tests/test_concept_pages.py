@@ -126,3 +126,34 @@ def test_article_tags_lead_to_concept_pages_and_labels_are_shown(concept_client)
     assert 'href="/cancer/non-small-cell-lung-cancer"' in article
     labels = re.findall(r'<span class="label">([^<]+)</span>', article)
     assert labels == ["trial result", "phase 3", "first line"]
+
+
+def test_therapy_cancer_map_counts_pairs_with_narrower_concepts_lifted(tagged_db, concept_client):
+    from db.concepts import therapy_cancer_map
+
+    with session_scope(tagged_db) as s:
+        found = therapy_cancer_map(s)
+        therapies = {c.slug: c.id for c in found.therapies}
+        cancers = {c.slug: c.id for c in found.cancers}
+        cell = {(t, c): found.counts.get((therapies[t], cancers[c]), 0)
+                for t in therapies for c in cancers}
+    assert cell[("pembrolizumab", "melanoma")] == 2  # the filtered one left out
+    assert cell[("pd-1-inhibitor", "melanoma")] == 3  # nivolumab lifted to its class
+    assert cell[("pembrolizumab", "lung-cancer")] == 1  # NSCLC lifted to lung cancer
+    assert "immunotherapy" not in therapies and "cancer" not in cancers
+    html = concept_client.get("/map").get_data(as_text=True)
+    assert re.search(r'<td class="heat-5"><a href="/search\?therapy=pd-1-inhibitor&amp;'
+                     r'cancer=melanoma"[^>]*>3</a></td>', html)
+    assert 'style=' not in html  # intensity by class: the CSP allows no inline styles
+
+
+def test_sources_page_lists_health(concept_client, tagged_db):
+    from db.sources import CrawlOutcome, get_or_create_source, record_crawl
+
+    with session_scope(tagged_db) as s:
+        get_or_create_source(s, "Broken Wire", "feed", "http://127.0.0.1:1/feed")
+        for _ in range(5):
+            record_crawl(s, "Broken Wire", CrawlOutcome(error="HTTP 500"))
+    html = concept_client.get("/sources").get_data(as_text=True)
+    row = re.search(r"<tr>\s*<th scope=\"row\">.*?Broken Wire.*?</tr>", html, re.S).group(0)
+    assert "HTTP 500" in row and "never" in row and 'class="health-unhealthy"' in row

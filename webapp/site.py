@@ -15,10 +15,12 @@ from db.concepts import (
     concepts_for_articles,
     get_concept,
     lineage,
+    therapy_cancer_map,
     with_descendants,
 )
 from db.query import parse_query
 from db.search import MARK_END, MARK_START, search_articles
+from db.sources import source_statuses
 from db.stories import also_reported, story_of
 from webapp.app import db_session
 from webapp.params import FACET_PARAMS, BadParameter, SearchParams
@@ -157,6 +159,26 @@ def concept(kind: str, slug: str) -> Response | str:
         feed_url=url_for("feeds.concept_feed", kind=kind, slug=slug),
         atom_url=url_for("feeds.concept_atom", kind=kind, slug=slug),
     )
+
+
+HEAT_LEVELS = 5
+
+
+@bp.get("/map")
+def pair_map() -> str:
+    """Therapies by cancer types: how much news and evidence exists for each pair."""
+    found = therapy_cancer_map(db_session())
+    most = found.most or 1
+
+    def level(count: int) -> int:  # 0 for none, then 1..HEAT_LEVELS by share of the largest
+        return 0 if not count else max(1, round(count / most * HEAT_LEVELS))
+
+    return render_template("map.html", map=found, level=level)
+
+
+@bp.get("/sources")
+def sources() -> str:
+    return render_template("sources.html", sources=source_statuses(db_session()))
 
 
 @bp.get("/about")
