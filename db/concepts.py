@@ -148,17 +148,18 @@ def articles_per_month(session: Session, concept_ids: set[int], months: int = 24
     return [(key, int(counts.get(key, 0))) for key in keys]
 
 
-def co_occurring(session: Session, concept_ids: set[int], limit: int = 12
-                 ) -> dict[str, list[tuple[Concept, int]]]:
+def co_occurring(session: Session, concept_ids: set[int], limit: int = 12,
+                 leave_out: Iterable[int] = ()) -> dict[str, list[tuple[Concept, int]]]:
     """The concepts most often tagged on the same visible articles as CONCEPT_IDS, by label,
-    with how many articles they share (for a drug: the cancers it is reported in)."""
+    with how many articles they share (for a drug: the cancers it is reported in). LEAVE_OUT:
+    concepts not to list (a drug's own classes say nothing new)."""
     tagged = _visible_tagged(concept_ids).subquery()
     shared = func.count(sa.distinct(ArticleConcept.article_id))
     rows = session.execute(
         select(Concept, shared)
         .join(ArticleConcept, ArticleConcept.concept_id == Concept.id)
         .join(tagged, tagged.c.article_id == ArticleConcept.article_id)
-        .where(Concept.id.not_in(concept_ids))
+        .where(Concept.id.not_in(concept_ids | set(leave_out)))
         .group_by(Concept.id)
         .order_by(shared.desc(), Concept.name)).all()
     result: dict[str, list[tuple[Concept, int]]] = defaultdict(list)

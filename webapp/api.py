@@ -185,7 +185,8 @@ def concept(slug: str) -> Response:
         return error_response(404, "There is no such therapy, cancer type or target.")
     ids = with_descendants(session, slug)
     months = articles_per_month(session, ids)
-    together = co_occurring(session, ids)
+    parents = lineage(session, found)
+    together = co_occurring(session, ids, leave_out=(c.id for c in parents))
     total = session.scalar(
         select(func.count(func.distinct(ArticleConcept.article_id)))
         .join(Article, Article.id == ArticleConcept.article_id)
@@ -194,7 +195,7 @@ def concept(slug: str) -> Response:
         **_concept_ref(found),
         "synonyms": list(found.synonyms or []),
         "xrefs": dict(found.xrefs or {}),
-        "parents": [_concept_ref(c) for c in lineage(session, found)],
+        "parents": [_concept_ref(c) for c in parents],
         "children": [_concept_ref(c) for c in children_of(session, slug)],
         "articles": int(total),
         "per_month": [{"month": m, "articles": n} for m, n in months],

@@ -143,16 +143,17 @@ def concept(kind: str, slug: str) -> Response | str:
     latest = search_articles(session, parse_query(""), [slug], per_page=10, sort="date")
     article_ids = [hit.article.id for hit in latest.hits]
     months = articles_per_month(session, ids)
+    parents = lineage(session, found)
     return render_template(
         "concept.html",
         concept=found,
         kind=kind,
-        parents=lineage(session, found),
+        parents=parents,
         children=children_of(session, slug),
         months=months,
         bars=month_bars(months),
         chart=(CHART_WIDTH, CHART_HEIGHT),
-        together=co_occurring(session, ids),
+        together=co_occurring(session, ids, leave_out=(c.id for c in parents)),
         latest=latest,
         tags=concepts_for_articles(session, article_ids),
         also=also_reported(session, article_ids),
