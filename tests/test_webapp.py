@@ -257,3 +257,28 @@ def test_atom_feed_survives_characters_xml_cannot_hold(db_url):
 def test_article_numbers_beyond_any_database_integer_are_404(client):
     assert client.get("/articles/9223372036854775808").status_code == 404
     assert client.get("/api/v1/articles/99999999999999999999999").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/feed.json?q=melanoma", "/feed.atom?q=melanoma",
+                                  "/cancer/melanoma/feed.json"])
+def test_feeds_answer_304_to_a_reader_that_has_them(client, path):
+    first = client.get(path)
+    assert first.status_code == 200
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+    assert client.get(path, headers={"If-Modified-Since": modified}).status_code == 304
+    assert client.get(path, headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+def test_json_feed_items_carry_escaped_html(db_url):
+    from webapp import create_app
+
+    with session_scope(db_url) as s:
+        upsert_article(s, ArticleData(
+            canonical_url="http://127.0.0.1/x", url="http://127.0.0.1/x",
+            title="<img src=x onerror=alert(1)>", summary="Nivolumab <b>works</b> & more",
+            mentions={"nivolumab": 1}))
+    client = create_app({"TESTING": True, "DATABASE_URL": db_url}).test_client()
+    (item,) = _check_json_feed(client.get("/feed.json"))["items"]
+    assert item["content_html"].startswith("<p>Nivolumab &lt;b&gt;works&lt;/b&gt; &amp; more</p>")
+    assert "<b>" not in item["content_html"] and 'href="http://127.0.0.1/x"' in item["content_html"]

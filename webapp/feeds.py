@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, json, request, url_for
 from lxml import etree
+from markupsafe import escape
 from werkzeug.datastructures import MultiDict
 
 from db.concepts import concepts_for_articles, get_concept
@@ -41,6 +42,26 @@ def _title(params: SearchParams) -> str:
     return "ImmunoFeed" + (": " + ", ".join(parts) if parts else "")
 
 
+def _content_html(article: Article, tags: list[str]) -> str:
+    """The item's summary as HTML, every crawled word escaped."""
+    parts = [f"<p>{escape(article.summary or article.title)}</p>"]
+    if tags:
+        parts.append(f"<p>Tags: {escape(', '.join(tags))}</p>")
+    if article.url.lower().startswith(("http://", "https://")):
+        parts.append(f'<p><a href="{escape(article.url)}">Read it at the source</a></p>')
+    return "".join(parts)
+
+
+def _conditional(body: bytes | str, content_type: str, page: SearchPage) -> Response:
+    """A feed response with ETag and Last-Modified, answering 304 when the reader has it."""
+    response = Response(body, content_type=content_type)
+    changed = [hit.article.fetched_at for hit in page.hits if hit.article.fetched_at]
+    if changed:
+        response.last_modified = max(changed)
+    response.add_etag()
+    return response.make_conditional(request)
+
+
 def _item(article: Article, tags: list[str]) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": absolute("site.article", article_id=article.id),
@@ -48,6 +69,7 @@ def _item(article: Article, tags: list[str]) -> dict[str, Any]:
         "title": article.title,
         "summary": article.summary,
         "content_text": article.summary or article.title,
+        "content_html": _content_html(article, tags),
         "date_published": rfc3339(article.published_at or article.fetched_at),
         "date_modified": rfc3339(article.fetched_at),
         "tags": tags,
@@ -124,7 +146,7 @@ def _json_feed(params: SearchParams) -> Response:
             "feeds.json_feed", **params.query_args(sort=None, page=page.page + 1)
         )
     body = json.dumps(feed, ensure_ascii=False, indent=1)
-    return Response(body, content_type="application/feed+json; charset=utf-8")
+    return _conditional(body, "application/feed+json; charset=utf-8", page)
 
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -179,4 +201,4 @@ def _atom_feed(params: SearchParams) -> Response:
         for concept in tags[article.id]:
             _atom(entry, "category", term=concept.slug, label=concept.name)
     body = etree.tostring(feed, xml_declaration=True, encoding="utf-8", pretty_print=True)
-    return Response(body, content_type="application/atom+xml; charset=utf-8")
+    return _conditional(body, "application/atom+xml; charset=utf-8", page)
