@@ -1,8 +1,10 @@
 """The reader's search syntax, parsed into a structure no input can break.
 
 Words are ANDed; `OR` between two terms joins them; `"a phrase"`; `-word` or `NOT word` excludes;
-`word*` matches a prefix. Each term is rendered as a quoted string for the search backend, so
-stray quotes, parentheses, `NEAR(`, `*` or a bare operator can never reach it as syntax.
+`word*` matches a prefix; `therapy:pembrolizumab`, `cancer:…`, `target:…`, `source:"Some Wire"`
+and `type:trial` are filters, not words. Each term is rendered as a quoted string for the search
+backend, so stray quotes, parentheses, `NEAR(`, `*` or a bare operator can never reach it as
+syntax.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ MAX_QUERY_CHARS = 500
 MAX_TERMS = 32
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+FIELDS = ("therapy", "cancer", "target", "source", "type")
+_FIELD = re.compile(r'(?<!\S)(' + "|".join(FIELDS) + r'):(?:"([^"]*)"?|(\S+))', re.IGNORECASE)
 _TOKEN = re.compile(r'(-?)"([^"]*)"?(\*?)|(\S+)')
 
 
@@ -33,6 +37,7 @@ class ParsedQuery:
     groups: list[list[Term]] = field(default_factory=list)  # AND of OR-groups
     excluded: list[Term] = field(default_factory=list)
     notice: str | None = None  # a friendly word for the reader about what was changed
+    fields: dict[str, list[str]] = field(default_factory=dict)  # "therapy:x" -> {"therapy": [x]}
 
     @property
     def is_empty(self) -> bool:
@@ -40,6 +45,11 @@ class ParsedQuery:
 
     def terms(self) -> list[Term]:
         return [t for group in self.groups for t in group]
+
+
+def without_fields(raw: str) -> str:
+    """RAW with its field filters ("therapy:x", 'source:"A Wire"') taken out."""
+    return " ".join(_FIELD.sub(" ", raw).split())
 
 
 def _has_word(text: str) -> bool:
@@ -58,8 +68,15 @@ def parse_query(raw: str | None) -> ParsedQuery:
         raw = raw[:MAX_QUERY_CHARS]
         notice = f"Your search was long, so only its first {MAX_QUERY_CHARS} characters were used."
     query = ParsedQuery(raw=raw.strip())
+    for match in _FIELD.finditer(raw):
+        value = _clean(match.group(2) if match.group(2) is not None else match.group(3))
+        if value:
+            values = query.fields.setdefault(match.group(1).lower(), [])
+            if value not in values:
+                values.append(value)
+    words = _FIELD.sub(" ", raw)
     join_next, negate_next, count = False, False, 0
-    for match in _TOKEN.finditer(raw):
+    for match in _TOKEN.finditer(words):
         minus, phrase, star, word = match.groups()
         if word is not None:
             if word == "OR":
@@ -95,7 +112,7 @@ def parse_query(raw: str | None) -> ParsedQuery:
         join_next = False
     if query.is_empty and query.excluded:
         notice = "Add a word to search for; a search cannot only exclude words."
-    elif query.is_empty and query.raw:
+    elif query.is_empty and query.raw and not query.fields:
         notice = "Type a word or a phrase to search for."
     query.notice = notice
     return query

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from db.concepts import with_descendants
-from db.models import Article, ArticleConcept, Concept
+from db.models import Article, ArticleConcept, Concept, Source
 from db.query import ParsedQuery, Term, to_fts5
 
 # Private-use characters mark highlights in snippets; the web layer escapes the text and then
@@ -26,6 +27,18 @@ MAX_PER_PAGE = 100
 
 _fts = sa.table("article_fts", sa.column("rowid"))
 _fts_col = sa.literal_column("article_fts")
+
+
+KINDS = ("news", "paper", "preprint", "trial")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a search may be narrowed to besides concepts."""
+    kinds: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # source names
+    since: date | None = None  # published (or fetched) on or after
+    until: date | None = None  # on or before
 
 
 @dataclass
@@ -60,7 +73,12 @@ def _substring_clause(term: Term) -> sa.ColumnElement[bool]:
     return sa.or_(Article.title.ilike(pattern), Article.body.ilike(pattern))
 
 
-def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str]) -> sa.Select:
+def _when() -> sa.ColumnElement[datetime]:
+    return func.coalesce(Article.published_at, Article.fetched_at)
+
+
+def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str],
+              filters: Filters | None = None) -> sa.Select:
     """SELECT Article.id (plus rank and snippet on SQLite) of everything that matches."""
     use_fts = not query.is_empty and session.get_bind().dialect.name == "sqlite"
     columns: list[sa.ColumnElement] = [Article.id.label("id")]
@@ -83,6 +101,17 @@ def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str]) ->
             stmt = stmt.where(sa.or_(*(_substring_clause(t) for t in group)))
         for term in query.excluded:
             stmt = stmt.where(sa.not_(_substring_clause(term)))
+    filters = filters or Filters()
+    if filters.kinds:
+        stmt = stmt.where(Article.kind.in_(filters.kinds))
+    if filters.sources:
+        stmt = stmt.where(Article.source_id.in_(
+            select(Source.id).where(Source.name.in_(filters.sources))))
+    if filters.since:
+        stmt = stmt.where(_when() >= datetime.combine(filters.since, time(), UTC))
+    if filters.until:
+        stmt = stmt.where(_when() < datetime.combine(filters.until + timedelta(days=1), time(),
+                                                     UTC))
     for slug in concept_slugs:
         ids = with_descendants(session, slug)
         stmt = stmt.where(
@@ -107,11 +136,12 @@ def search_articles(
     per_page: int = 20,
     sort: str = "relevance",
     facet_limit: int = 12,
+    filters: Filters | None = None,
 ) -> SearchPage:
     concept_slugs = concept_slugs or []
     per_page = max(1, min(per_page, MAX_PER_PAGE))
     page = max(1, page)
-    matching = _matching(session, query, concept_slugs).subquery()
+    matching = _matching(session, query, concept_slugs, filters).subquery()
     total = session.scalar(select(func.count()).select_from(matching)) or 0
 
     newest = (Article.published_at.is_(None), Article.published_at.desc(), Article.id.desc())
@@ -127,7 +157,35 @@ def search_articles(
         .offset((page - 1) * per_page)
     ).all()
     hits = [Hit(row[0], _best_snippet(*row[1:]) if has_rank else None) for row in rows]
-    return SearchPage(hits, total, page, per_page, facets(session, matching, facet_limit))
+    found = facets(session, matching, facet_limit)
+    found.update(other_facets(session, matching, facet_limit))
+    return SearchPage(hits, total, page, per_page, found)
+
+
+def _year(session: Session) -> sa.ColumnElement[str]:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(_when(), "YYYY")
+    return func.strftime("%Y", _when())
+
+
+def other_facets(session: Session, matching: sa.Subquery, limit: int
+                 ) -> dict[str, list[FacetValue]]:
+    """Matching articles by kind (news, paper, preprint, trial), source and year."""
+    result: dict[str, list[FacetValue]] = {}
+    year = _year(session)
+    for label, column, order in (("KIND", Article.kind, None), ("SOURCE", Source.name, None),
+                                 ("YEAR", year, year.desc())):
+        stmt = (select(column, func.count()).select_from(Article)
+                .join(matching, matching.c.id == Article.id))
+        if label == "SOURCE":
+            stmt = stmt.join(Source, Source.id == Article.source_id)
+        stmt = stmt.where(column.is_not(None)).group_by(column)
+        stmt = stmt.order_by(order if order is not None else func.count().desc(), column)
+        values = [FacetValue(label, str(value), str(value), int(count))
+                  for value, count in session.execute(stmt.limit(limit))]
+        if values:
+            result[label] = values
+    return result
 
 
 def facets(session: Session, matching: sa.Subquery, limit: int) -> dict[str, list[FacetValue]]:

@@ -129,7 +129,7 @@ def articles() -> Response:
         return _bad_request(exc)
     session = db_session()
     page = search_articles(session, params.parsed, params.slugs, page=page_number,
-                           per_page=limit, sort=params.sort)
+                           per_page=limit, sort=params.sort, filters=params.others)
     ids = [hit.article.id for hit in page.hits]
     tags = concepts_for_articles(session, ids)
     also = also_reported(session, ids)

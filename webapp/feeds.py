@@ -122,7 +122,8 @@ def atom_feed() -> Response:
 def _newest(params: SearchParams) -> tuple[SearchPage, dict[int, list[Concept]]]:
     session = db_session()
     page = search_articles(  # a feed is read newest first, whatever the page sorts by
-        session, params.parsed, params.slugs, page=params.page, per_page=FEED_SIZE, sort="date"
+        session, params.parsed, params.slugs, page=params.page, per_page=FEED_SIZE, sort="date",
+        filters=params.others,
     )
     return page, concepts_for_articles(session, (hit.article.id for hit in page.hits))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from db.search import KINDS
 from webapp.api import DEFAULT_LIMIT, MAX_LIMIT
 
 
@@ -33,6 +34,15 @@ _SEARCH_PARAMETERS: list[dict[str, Any]] = [
        "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
        "description": f"{name.capitalize()} concept slugs; a parent includes its children."}
       for name in ("therapy", "cancer", "target")),
+    {"name": "kind", "in": "query", "style": "form", "explode": True,
+     "schema": {"type": "array", "items": {"enum": list(KINDS)}, "maxItems": 10}},
+    {"name": "source", "in": "query", "style": "form", "explode": True,
+     "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+     "description": "Source names."},
+    {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"},
+     "description": "Published on or after this day (YYYY-MM-DD, or a year)."},
+    {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"},
+     "description": "Published on or before this day (YYYY-MM-DD, or a year)."},
     {"name": "sort", "in": "query", "schema": {"enum": ["relevance", "date"]}},
     {"name": "limit", "in": "query",
      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,

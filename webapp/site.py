@@ -60,6 +60,7 @@ def _search_page(template: str, params: SearchParams) -> str:
         page=params.page,
         per_page=PER_PAGE,
         sort=params.sort,
+        filters=params.others,
     )
     ids = [hit.article.id for hit in page.hits]
     tags = concepts_for_articles(session, ids)
@@ -87,8 +88,12 @@ def home() -> str:
 
 
 @bp.get("/search")
-def search() -> str:
-    return _search_page("search.html", _params_or_400())
+def search() -> Response | str:
+    params = _params_or_400()
+    canonical = params.canonical_args()
+    if canonical is not None:  # "therapy:x" typed in the box becomes a filter of the URL
+        return redirect(url_for("site.search", **canonical))
+    return _search_page("search.html", params)
 
 
 @bp.get("/articles/<int:article_id>")
