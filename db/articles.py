@@ -221,3 +221,23 @@ def evidence_for(session: Session, article: Article) -> list[Article]:
     return list(session.scalars(
         select(Article).where(or_(*clauses), Article.id != article.id).order_by(Article.id)
     ))
+
+
+def related_articles(session: Session, article: Article, limit: int = 5) -> list[Article]:
+    """Visible articles sharing the most tags with ARTICLE (newest first among equals), other
+    tellings of its own story left out."""
+    tags = select(ArticleConcept.concept_id).where(ArticleConcept.article_id == article.id)
+    shared = func.count().label("shared")
+    ranked = (select(ArticleConcept.article_id, shared)
+              .where(ArticleConcept.concept_id.in_(tags),
+                     ArticleConcept.article_id != article.id)
+              .group_by(ArticleConcept.article_id).subquery())
+    same_story = {article.id, article.story_id} - {None}
+    return list(session.scalars(
+        select(Article).join(ranked, ranked.c.article_id == Article.id)
+        .options(selectinload(Article.source))
+        .where(Article.filtered.is_(False), Article.story_id.is_(None),
+               Article.id.not_in(same_story))
+        .order_by(ranked.c.shared.desc(), Article.published_at.is_(None),
+                  Article.published_at.desc(), Article.id.desc())
+        .limit(limit)))

@@ -157,3 +157,27 @@ def test_sources_page_lists_health(concept_client, tagged_db):
     html = concept_client.get("/sources").get_data(as_text=True)
     row = re.search(r"<tr>\s*<th scope=\"row\">.*?Broken Wire.*?</tr>", html, re.S).group(0)
     assert "HTTP 500" in row and "never" in row and 'class="health-unhealthy"' in row
+
+
+def test_article_page_marks_tags_links_out_and_lists_related(tagged_db, concept_client):
+    from db.articles import ArticleData, upsert_article
+
+    with session_scope(tagged_db) as s:
+        _, paper_id = upsert_article(s, ArticleData(
+            canonical_url="https://doi.org/10.1000/xyz", url="https://doi.org/10.1000/xyz",
+            title="Pembrolizumab paper", summary="Keytruda (pembrolizumab) in <NSCLC> & more.",
+            kind="paper", doi="10.1000/xyz", pmid="12345678", nct_id="NCT01234567",
+            mentions={"pembrolizumab": 1, "non-small-cell-lung-cancer": 1}))
+    html = concept_client.get(f"/articles/{paper_id}").get_data(as_text=True)
+    summary = re.search(r'<p class="summary"[^>]*>(.*?)</p>', html, re.S).group(1)
+    assert summary == ('<mark class="tag tag-therapy">Keytruda</mark> (<mark class="tag '
+                       'tag-therapy">pembrolizumab</mark>) in &lt;<mark class="tag tag-cancer">'
+                       'NSCLC</mark>&gt; &amp; more.')
+    assert 'href="https://doi.org/10.1000/xyz"' in html
+    assert 'href="https://pubmed.ncbi.nlm.nih.gov/12345678/"' in html
+    assert 'href="https://clinicaltrials.gov/study/NCT01234567"' in html
+    related = re.search(r'<ul class="related">(.*?)</ul>', html, re.S).group(1)
+    titles = re.findall(r'<a href="/articles/\d+">([^<]+)</a>', related)
+    assert titles[0] == "Pembrolizumab in NSCLC"  # shares both tags
+    assert "Off-topic item naming pembrolizumab" not in titles and "Pembrolizumab paper" not in \
+        titles

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
 
-from db.articles import evidence_for, get_article
+from db.articles import evidence_for, get_article, related_articles
 from db.concepts import (
     articles_per_month,
     children_of,
@@ -43,6 +46,47 @@ def highlight(snippet: str | None) -> Markup:
 def web_url(url: str | None) -> str | None:
     """URL if it is http(s), else None: a crawled javascript: or data: link is never a link."""
     return url if url and url.lower().startswith(("http://", "https://")) else None
+
+
+LINKS_OUT = {
+    "doi": ("DOI", "https://doi.org/{}"),
+    "pmid": ("PubMed", "https://pubmed.ncbi.nlm.nih.gov/{}/"),
+    "pmcid": ("PubMed Central", "https://www.ncbi.nlm.nih.gov/pmc/articles/{}/"),
+    "nct_id": ("ClinicalTrials.gov", "https://clinicaltrials.gov/study/{}"),
+}
+
+
+def links_out(article: Any) -> list[tuple[str, str, str]]:
+    """(service, identifier, URL) for each identifier the article has."""
+    return [(service, value, pattern.format(quote(value, safe="/:.()")))
+            for name, (service, pattern) in LINKS_OUT.items()
+            if (value := getattr(article, name))]
+
+
+@bp.app_template_filter("mark_tags")
+def mark_tags(text: str | None, concepts: list[Any]) -> Markup:
+    """TEXT escaped, with the names of CONCEPTS (each concept's name and synonyms, whole
+    words, any case) marked by label."""
+    if not text:
+        return Markup("")
+    label_of: dict[str, str] = {}
+    for concept in concepts:
+        for form in (concept.name, *(concept.synonyms or [])):
+            if len(form) >= 2:
+                label_of.setdefault(form.lower(), concept.label.lower())
+    if not label_of:
+        return escape(text)
+    forms = sorted(label_of, key=len, reverse=True)  # the longest name wins
+    pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(f) for f in forms) + r")(?!\w)",
+                         re.IGNORECASE)
+    out, last = [], 0
+    for match in pattern.finditer(text):
+        out.append(str(escape(text[last:match.start()])))
+        label = label_of[match.group(0).lower()]
+        out.append(f'<mark class="tag tag-{label}">{escape(match.group(0))}</mark>')
+        last = match.end()
+    out.append(str(escape(text[last:])))
+    return Markup("".join(out))
 
 
 @bp.record_once
@@ -105,7 +149,9 @@ def article(article_id: int) -> str:
     tags = concepts_for_articles(session, [found.id])[found.id]
     return render_template("article.html", article=found, tags=tags,
                            others=story_of(session, found),
-                           evidence=evidence_for(session, found))
+                           evidence=evidence_for(session, found),
+                           related=related_articles(session, found),
+                           links_out=links_out(found))
 
 
 KINDS = {"therapy": "THERAPY", "cancer": "CANCER", "target": "TARGET"}
