@@ -157,8 +157,10 @@ def search_articles(
         .offset((page - 1) * per_page)
     ).all()
     hits = [Hit(row[0], _best_snippet(*row[1:]) if has_rank else None) for row in rows]
-    found = facets(session, matching, facet_limit)
-    found.update(other_facets(session, matching, facet_limit))
+    found = {}
+    if facet_limit > 0:  # a list with no facets (the home page) skips counting them
+        found = facets(session, matching, facet_limit)
+        found.update(other_facets(session, matching, facet_limit))
     return SearchPage(hits, total, page, per_page, found)
 
 

@@ -108,3 +108,13 @@ def test_a_type_typed_wrong_in_the_box_is_left_out_not_an_error(client):
     assert len(titles) == len(ITEMS)
     moved = client.get("/search?q=melanoma+type:blog", follow_redirects=True)
     assert moved.status_code == 200 and "5 articles" in moved.get_data(as_text=True)
+
+
+def test_home_puts_each_kind_in_its_place(client):
+    html = client.get("/").get_data(as_text=True)
+    news = html[html.index('id="news-heading"'):html.index('id="papers-heading"')]
+    papers = html[html.index('id="papers-heading"'):html.index('id="trials-heading"')]
+    trials = html[html.index('id="trials-heading"'):]
+    assert "Pembrolizumab news on melanoma" in news and "paper on" not in news
+    assert "Pembrolizumab paper on melanoma" in papers and "preprint on melanoma" in papers
+    assert "Pembrolizumab trial in melanoma" in trials and "news on" not in trials

@@ -36,9 +36,15 @@ def result_titles(html):
     return re.findall(r'<li class="result">\s*<h2><a href="[^"]+">(.*?)</a>', html)
 
 
-def test_home_lists_latest_articles_with_summaries_and_tags(client):
+def test_home_lists_latest_news_by_day_then_papers_and_trials(client):
     html = client.get("/").get_data(as_text=True)
-    assert len(result_titles(html)) == 20
+    assert len(result_titles(html)) == 15
+    days = re.findall(r'<h3 class="day">([^<]+)</h3>', html)
+    assert days and len(days) == len(set(days))
+    assert [datetime.strptime(d, "%A %d %B %Y") for d in days] == sorted(
+        (datetime.strptime(d, "%A %d %B %Y") for d in days), reverse=True)
+    assert '<h2 id="papers-heading">Papers and preprints</h2>' in html
+    assert '<h2 id="trials-heading">Trials updated</h2>' in html
     assert 'class="chip chip-therapy"' in html and 'class="summary"' in html
     hrefs = [a["href"] for tag, a in links(html) if tag == "a"]
     assert "/search?therapy=pembrolizumab" in hrefs

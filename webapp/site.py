@@ -22,7 +22,7 @@ from db.concepts import (
     with_descendants,
 )
 from db.query import parse_query
-from db.search import MARK_END, MARK_START, search_articles
+from db.search import MARK_END, MARK_START, Filters, search_articles
 from db.sources import source_statuses
 from db.stories import also_reported, story_of
 from webapp.app import db_session
@@ -126,9 +126,31 @@ def _params_or_400() -> SearchParams:
         abort(400, description=str(exc))
 
 
+HOME_NEWS, HOME_PAPERS, HOME_TRIALS = 15, 8, 8
+
+
 @bp.get("/")
 def home() -> str:
-    return _search_page("home.html", SearchParams(sort="date"))
+    """The latest news by day (a story told by several sources once, with who else told it),
+    the latest papers and preprints, and the trials most recently updated."""
+    session = db_session()
+    everything = parse_query("")
+
+    def latest(kinds: list[str], count: int) -> list[Any]:
+        return search_articles(session, everything, per_page=count, sort="date",
+                               filters=Filters(kinds=kinds), facet_limit=0).hits
+
+    news = latest(["news"], HOME_NEWS)
+    papers = latest(["paper", "preprint"], HOME_PAPERS)
+    trials = latest(["trial"], HOME_TRIALS)
+    ids = [hit.article.id for hit in (*news, *papers, *trials)]
+    days: dict[str, list[Any]] = {}
+    for hit in news:
+        when = hit.article.published_at or hit.article.fetched_at
+        days.setdefault(when.strftime("%A %d %B %Y") if when else "Undated", []).append(hit)
+    return render_template("home.html", days=days, papers=papers, trials=trials,
+                           tags=concepts_for_articles(session, ids),
+                           also=also_reported(session, ids), params=SearchParams(sort="date"))
 
 
 @bp.get("/search")
