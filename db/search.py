@@ -7,6 +7,7 @@ Other backends get a plain substring match until their own index lands.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -193,39 +194,37 @@ def facets(session: Session, matching: sa.Subquery, limit: int) -> dict[str, lis
     """Articles under each concept among the matching ones, by label, largest first.
 
     An article tagged with a concept counts for its ancestors too, as filtering on a concept
-    includes its descendants: a facet's count is what clicking it shows. The counting is done
-    by the database, through the concept hierarchy sent along as a table of (concept, ancestor)
-    pairs."""
+    includes its descendants: a facet's count is what clicking it shows."""
     concepts = {cid: (label, slug, name, parent)
                 for cid, label, slug, name, parent in session.execute(
                     select(Concept.id, Concept.label, Concept.slug, Concept.name,
                            Concept.parent_slug))}
     id_of = {slug: cid for cid, (_, slug, _, _) in concepts.items()}
-    pairs = []
-    for cid in concepts:
-        seen, current = set(), cid
-        while current is not None and current not in seen:
-            seen.add(current)
-            pairs.append((cid, current))
-            parent = concepts[current][3]
-            current = id_of.get(parent) if parent else None
-    if not pairs:
-        return {}
-    # a CTE, since SQLite knows VALUES with named columns only there
-    closure = sa.values(sa.column("concept_id", sa.Integer), sa.column("ancestor_id", sa.Integer),
-                        name="closure").data(pairs).cte("closure")
-    articles = func.count(sa.distinct(ArticleConcept.article_id))
-    rows = session.execute(
-        select(closure.c.ancestor_id, articles)
-        .select_from(ArticleConcept)
-        .join(matching, matching.c.id == ArticleConcept.article_id)
-        .join(closure, closure.c.concept_id == ArticleConcept.concept_id)
-        .group_by(closure.c.ancestor_id)).all()
-    ranked = sorted(rows, key=lambda row: (-row[1], concepts[row[0]][2]))
+    ancestry: dict[int, list[int]] = {}
+
+    def lineage(cid: int) -> list[int]:
+        if cid not in ancestry:
+            chain, seen, current = [], set(), cid
+            while current is not None and current not in seen:
+                seen.add(current)
+                chain.append(current)
+                parent = concepts[current][3]
+                current = id_of.get(parent) if parent else None
+            ancestry[cid] = chain
+        return ancestry[cid]
+
+    members: dict[int, set[int]] = defaultdict(set)
+    for article_id, concept_id in session.execute(
+        select(ArticleConcept.article_id, ArticleConcept.concept_id)
+        .where(ArticleConcept.article_id.in_(select(matching.c.id)))
+    ):
+        for cid in lineage(concept_id):
+            members[cid].add(article_id)
+    ranked = sorted(members.items(), key=lambda kv: (-len(kv[1]), concepts[kv[0]][2]))
     result: dict[str, list[FacetValue]] = {}
-    for cid, count in ranked:
+    for cid, articles in ranked:
         label, slug, name, _ = concepts[cid]
         values = result.setdefault(label, [])
         if len(values) < limit:
-            values.append(FacetValue(label, slug, name, int(count)))
+            values.append(FacetValue(label, slug, name, len(articles)))
     return result
