@@ -64,6 +64,8 @@ def test_cursor_pages_cover_everything_once(api):
 @pytest.mark.parametrize("query,message", [
     ("limit=0", "limit must be"), ("limit=101", "limit must be"), ("limit=x", "limit must be"),
     ("cursor=!!!", "cursor is not one"), ("cursor=eyJwYWdlIjogMH0", "cursor is not one"),
+    # {"page": 10**30}: beyond any offset a database takes
+    ("cursor=eyJwYWdlIjogMTAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMH0", "cursor is not one"),
     ("sort=sideways", "sort must be"), ("page=0", "page must be"),
 ])
 def test_bad_parameters_are_400_json(api, query, message):

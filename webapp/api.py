@@ -33,7 +33,7 @@ from db.sources import source_statuses
 from db.stories import also_reported
 from webapp.app import db_session
 from webapp.feeds import absolute, rfc3339
-from webapp.params import FACET_PARAMS, BadParameter, SearchParams
+from webapp.params import FACET_PARAMS, MAX_PAGE, BadParameter, SearchParams
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
@@ -74,7 +74,7 @@ def _decode_cursor(cursor: str) -> int:
         page = data["page"]
     except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
         raise BadParameter("cursor is not one this API handed out.") from None
-    if not isinstance(page, int) or page < 1:
+    if not isinstance(page, int) or isinstance(page, bool) or not 1 <= page <= MAX_PAGE:
         raise BadParameter("cursor is not one this API handed out.")
     return page
 
@@ -115,10 +115,6 @@ def _article(article: Article, tags: list[Concept]) -> dict[str, Any]:
 
 # -- endpoints -------------------------------------------------------------------------------
 
-def _bad_request(exc: BadParameter) -> Response:
-    return error_response(400, str(exc))
-
-
 @bp.get("/articles")
 def articles() -> Response:
     try:
@@ -126,7 +122,7 @@ def articles() -> Response:
         limit = _limit(request.args)
         page_number = _decode_cursor(request.args["cursor"]) if "cursor" in request.args else 1
     except BadParameter as exc:
-        return _bad_request(exc)
+        return error_response(400, str(exc))
     session = db_session()
     page = search_articles(session, params.parsed, params.slugs, page=page_number,
                            per_page=limit, sort=params.sort, filters=params.others)

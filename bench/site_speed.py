@@ -1,0 +1,155 @@
+"""Site speed: N synthetic tagged articles in SQLite, served by gunicorn with 2 workers on
+127.0.0.1, read by a load generator on the same machine. Reports p50/p95 latency of selective
+searches, broad searches (over a tenth of the articles match) and concept pages, facets and all,
+and the search requests answered per second.
+
+    .venv/bin/python bench/site_speed.py [--articles 100000] [--requests 300] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from db.models import Article, ArticleConcept, Concept  # noqa: E402
+from db.session import get_engine  # noqa: E402
+from webapp.cli import prepare_database  # noqa: E402
+
+BIN = Path(sys.executable).parent
+WORDS = ("patients trial response survival tumour cells therapy dose cohort median months "
+         "analysis safety biopsy infusion relapse remission toxicity endpoint phase arm "
+         "investigators enrolled randomised placebo hazard ratio progression").split()
+KINDS = ("news", "news", "news", "paper", "preprint", "trial")
+
+
+def fill(url: str, count: int, seed: int = 7) -> list[tuple[str, str]]:
+    """COUNT articles with up to 4 tags each (drawn so that some concepts are common and most
+    rare, as in real news); returns the concepts' (page kind, slug), most used first."""
+    prepare_database(url)
+    engine = get_engine(url)
+    with engine.connect() as c:
+        concepts = c.execute(sa.select(Concept.id, Concept.slug, Concept.name,
+                                       Concept.label)).all()
+    rng = random.Random(seed)
+    weights = [1 / (rank + 1) for rank in range(len(concepts))]  # Zipf-like popularity
+    now = datetime.now(UTC)
+    used: dict[tuple[str, str], int] = {}
+    with engine.begin() as c:
+        rows: list[dict[str, object]] = []
+        links: list[dict[str, int]] = []
+        for i in range(1, count + 1):
+            tags = {concepts[j] for j in rng.choices(range(len(concepts)), weights, k=4)}
+            names = " ".join(t.name for t in tags)
+            rows.append({
+                "id": i, "canonical_url": f"https://news.example/{i}",
+                "url": f"https://news.example/{i}",
+                "title": f"{' '.join(rng.choices(WORDS, k=6))} {names}",
+                "summary": " ".join(rng.choices(WORDS, k=40)),
+                "body": " ".join(rng.choices(WORDS, k=150)) + " " + names,
+                "kind": rng.choice(KINDS), "published_at": now - timedelta(hours=i),
+                "fetched_at": now, "extra": {}, "relevance": 1.0, "filtered": False})
+            for t in tags:
+                links.append({"article_id": i, "concept_id": t.id, "mentions": 1})
+                key = (t.label.lower(), t.slug)
+                used[key] = used.get(key, 0) + 1
+            if len(rows) >= 5000:
+                c.execute(sa.insert(Article), rows)
+                c.execute(sa.insert(ArticleConcept), links)
+                rows, links = [], []
+        if rows:
+            c.execute(sa.insert(Article), rows)
+            c.execute(sa.insert(ArticleConcept), links)
+    return sorted(used, key=lambda key: -used[key])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def timed_get(url: str) -> float:
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=60) as response:
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{url}: {response.status}")
+    return time.perf_counter() - started
+
+
+def report(name: str, times: list[float]) -> None:
+    times = sorted(times)
+    p95 = times[max(0, round(len(times) * 0.95) - 1)]
+    print(f"  {name:<34} p50 {statistics.median(times) * 1000:7.0f} ms   "
+          f"p95 {p95 * 1000:7.0f} ms   ({len(times)} requests)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--articles", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=300, help="per kind of page")
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/site.db"
+        started = time.perf_counter()
+        popular = fill(url, args.articles)
+        print(f"{args.articles:,} synthetic articles stored in "
+              f"{time.perf_counter() - started:.0f} s")
+        port = free_port()
+        server = subprocess.Popen(
+            [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}",
+             "--log-level", "warning", "webapp:create_app()"],
+            env={**os.environ, "IMMUNOFEED_DATABASE_URL": url})
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(100):
+                try:
+                    timed_get(base + "/about")
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            rng = random.Random(1)
+            rare = popular[len(popular) // 2:]
+            selective = ["{}/search?q=remission&{}={}".format(base, *rng.choice(rare))
+                         for _ in range(args.requests)]
+            broad = [f"{base}/search?q={rng.choice(WORDS)}" for _ in range(args.requests)]
+            concept = ["{}/{}/{}".format(base, *rng.choice(popular[:40]))
+                       for _ in range(args.requests)]
+            with ThreadPoolExecutor(args.clients) as pool:
+                for warm in (selective[:5], broad[:5], concept[:5]):
+                    list(pool.map(timed_get, warm))
+                print(f"gunicorn, 2 workers; {args.clients} clients on the same 2-core machine")
+                rates = []
+                for name, urls in (("selective search (rare concept)", selective),
+                                   ("broad search (one common word)", broad),
+                                   ("concept page", concept)):
+                    started = time.perf_counter()
+                    times = list(pool.map(timed_get, urls))
+                    rates.append((name, len(urls) / (time.perf_counter() - started)))
+                    report(name, times)
+            for name, rate in rates:
+                print(f"  {name:<34} {rate:7.1f} requests/s")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
