@@ -1,7 +1,7 @@
 """The site tried as a person would: Debian's Chromium, driven by Playwright, against the real
 app served over HTTP on 127.0.0.1 from a really crawled database. Search, a facet, an article, a
-concept page, a feed link and the map, with the keyboard where a reader would use it;
-screenshots are kept in test-artifacts/browser/."""
+concept page, a feed link and the map, with the keyboard where a reader would use it; axe-core's
+WCAG 2 A and AA checks on each kind of page; screenshots are kept in test-artifacts/browser/."""
 
 import json
 import os
@@ -134,3 +134,16 @@ def test_narrow_screen_has_no_sideways_scroll(browser, site_url):
     page.screenshot(path=SHOTS / "narrow.png", full_page=True)
     context.close()
     assert width <= 375
+
+
+@pytest.mark.parametrize("path", ["/", "/search?q=pembrolizumab", "/therapy/pembrolizumab",
+                                  "/map", "/sources", "/about"])
+def test_pages_pass_axe_accessibility_checks(page, site_url, path):
+    from axe_playwright_python.sync_playwright import Axe
+
+    page.goto(site_url + path)
+    results = Axe().run(page, options={"resultTypes": ["violations"],
+                                       "runOnly": ["wcag2a", "wcag2aa"]})
+    problems = [(v["id"], v["impact"], len(v["nodes"]))
+                for v in results.response["violations"]]
+    assert problems == [], results.generate_report()
