@@ -33,7 +33,7 @@ from db.sources import source_statuses
 from db.stories import also_reported
 from webapp.app import db_session
 from webapp.feeds import absolute, rfc3339
-from webapp.params import FACET_PARAMS, MAX_PAGE, BadParameter, SearchParams
+from webapp.params import FACET_PARAMS, MAX_PAGE, NO_SUCH_CONCEPT, BadParameter, SearchParams
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
@@ -178,7 +178,7 @@ def concept(slug: str) -> Response:
     session = db_session()
     found = get_concept(session, slug)
     if found is None:
-        return error_response(404, "There is no such therapy, cancer type or target.")
+        return error_response(404, NO_SUCH_CONCEPT)
     ids = with_descendants(session, slug)
     months = articles_per_month(session, ids)
     parents = lineage(session, found)

@@ -16,11 +16,10 @@ from db.concepts import concepts_for_articles, get_concept
 from db.models import Article, Concept
 from db.search import SearchPage, search_articles
 from webapp.app import db_session
-from webapp.params import FACET_PARAMS, BadParameter, SearchParams
+from webapp.params import NO_SUCH_CONCEPT, SearchParams, search_params_or_400
 
 bp = Blueprint("feeds", __name__)
 FEED_SIZE = 50
-LABEL_PARAM = {label: param for param, label in FACET_PARAMS.items()}
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 
 
@@ -83,17 +82,10 @@ def _item(article: Article, tags: list[str]) -> dict[str, Any]:
     return item
 
 
-def _params_or_400(args: MultiDict[str, str]) -> SearchParams:
-    try:
-        return SearchParams.from_args(args)
-    except BadParameter as exc:
-        abort(400, description=str(exc))
-
-
 def _concept_args(kind: str, slug: str) -> MultiDict[str, str]:
     """The search parameters of one concept's feed (its children included)."""
     if get_concept(db_session(), slug) is None:
-        abort(404, description="There is no such therapy, cancer type or target.")
+        abort(404, description=NO_SUCH_CONCEPT)
     args = MultiDict(request.args)
     args.setlist(kind, [slug])
     return args
@@ -101,22 +93,22 @@ def _concept_args(kind: str, slug: str) -> MultiDict[str, str]:
 
 @bp.get("/<any(therapy, cancer, target):kind>/<slug>/feed.json")
 def concept_feed(kind: str, slug: str) -> Response:
-    return _json_feed(_params_or_400(_concept_args(kind, slug)))
+    return _json_feed(search_params_or_400(_concept_args(kind, slug)))
 
 
 @bp.get("/<any(therapy, cancer, target):kind>/<slug>/feed.atom")
 def concept_atom(kind: str, slug: str) -> Response:
-    return _atom_feed(_params_or_400(_concept_args(kind, slug)))
+    return _atom_feed(search_params_or_400(_concept_args(kind, slug)))
 
 
 @bp.get("/feed.json")
 def json_feed() -> Response:
-    return _json_feed(_params_or_400(request.args))
+    return _json_feed(search_params_or_400(request.args))
 
 
 @bp.get("/feed.atom")
 def atom_feed() -> Response:
-    return _atom_feed(_params_or_400(request.args))
+    return _atom_feed(search_params_or_400(request.args))
 
 
 def _newest(params: SearchParams) -> tuple[SearchPage, dict[int, list[Concept]]]:

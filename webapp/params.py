@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import BadRequest
 
 from db.query import ParsedQuery, parse_query, without_fields
 from db.search import KINDS, Filters
 
 FACET_PARAMS = {"therapy": "THERAPY", "cancer": "CANCER", "target": "TARGET"}
+LABEL_PARAM = {label: param for param, label in FACET_PARAMS.items()}
+NO_SUCH_CONCEPT = "There is no such therapy, cancer type or target."
 # every parameter that may be given more than once: the concepts, then kind and source
 LIST_PARAMS = (*FACET_PARAMS, "kind", "source")
 QUERY_FIELDS = {"therapy": "therapy", "cancer": "cancer", "target": "target",
@@ -122,3 +125,11 @@ class SearchParams:
     def without_filter(self, param: str, slug: str) -> dict[str, object]:
         remaining = [v for v in self.filters.get(param, []) if v != slug]
         return self.query_args(**{param: remaining or None, "page": None})
+
+
+def search_params_or_400(args: MultiDict[str, str]) -> SearchParams:
+    """The search ARGS describe, or a 400 page carrying what to fix (pages and feeds)."""
+    try:
+        return SearchParams.from_args(args)
+    except BadParameter as exc:
+        raise BadRequest(description=str(exc)) from None

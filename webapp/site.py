@@ -26,11 +26,10 @@ from db.search import MARK_END, MARK_START, Filters, search_articles
 from db.sources import source_statuses
 from db.stories import also_reported, story_of
 from webapp.app import db_session
-from webapp.params import FACET_PARAMS, BadParameter, SearchParams
+from webapp.params import LABEL_PARAM, NO_SUCH_CONCEPT, SearchParams, search_params_or_400
 
 bp = Blueprint("site", __name__)
 PER_PAGE = 20
-LABEL_PARAM = {label: param for param, label in FACET_PARAMS.items()}
 
 
 @bp.app_template_filter("highlight")
@@ -119,13 +118,6 @@ def _search_page(template: str, params: SearchParams) -> str:
     )
 
 
-def _params_or_400() -> SearchParams:
-    try:
-        return SearchParams.from_args(request.args)
-    except BadParameter as exc:
-        abort(400, description=str(exc))
-
-
 HOME_NEWS, HOME_PAPERS, HOME_TRIALS = 15, 8, 8
 
 
@@ -155,7 +147,7 @@ def home() -> str:
 
 @bp.get("/search")
 def search() -> Response | str:
-    params = _params_or_400()
+    params = search_params_or_400(request.args)
     canonical = params.canonical_args()
     if canonical is not None:  # "therapy:x" typed in the box becomes a filter of the URL
         return redirect(url_for("site.search", **canonical))
@@ -176,7 +168,6 @@ def article(article_id: int) -> str:
                            links_out=links_out(found))
 
 
-KINDS = {"therapy": "THERAPY", "cancer": "CANCER", "target": "TARGET"}
 CHART_WIDTH, CHART_HEIGHT = 480, 120
 
 
@@ -208,7 +199,7 @@ def concept(kind: str, slug: str) -> Response | str:
     session = db_session()
     found = get_concept(session, slug)
     if found is None:
-        abort(404, description="There is no such therapy, cancer type or target.")
+        abort(404, description=NO_SUCH_CONCEPT)
     right_kind = LABEL_PARAM[found.label]
     if right_kind != kind:  # /therapy/melanoma: the reader meant the cancer page
         return redirect(url_for("site.concept", kind=right_kind, slug=slug), code=308)
