@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from db.dates import article_date, date_text
 from db.models import Article, ArticleConcept, Concept
 
 
@@ -91,19 +92,28 @@ def concepts_for_articles(session: Session, article_ids: Iterable[int]) -> dict[
     return result
 
 
+def ancestor_chains(concepts: Iterable[tuple[int, str, str | None]]) -> dict[int, list[int]]:
+    """For (id, slug, parent slug) of every concept, each id's chain up the hierarchy: itself,
+    its parent, and so on to the top (a parent that is missing, or met again, ends it)."""
+    rows = list(concepts)
+    id_of = {slug: cid for cid, slug, _ in rows}
+    parent_of = {cid: id_of.get(parent) if parent else None for cid, _, parent in rows}
+    chains: dict[int, list[int]] = {}
+    for cid in parent_of:
+        chain: list[int] = []
+        current: int | None = cid
+        while current is not None and current not in chain:
+            chain.append(current)
+            current = parent_of.get(current)
+        chains[cid] = chain
+    return chains
+
+
 def lineage(session: Session, concept: Concept) -> list[Concept]:
     """CONCEPT's parents, from the top of the hierarchy down to its own parent."""
-    chain: list[Concept] = []
-    seen = {concept.slug}
-    parent = concept.parent_slug
-    while parent and parent not in seen:
-        found = get_concept(session, parent)
-        if found is None:
-            break
-        chain.append(found)
-        seen.add(parent)
-        parent = found.parent_slug
-    return chain[::-1]
+    concepts = {c.id: c for c in session.scalars(select(Concept))}
+    chain = ancestor_chains((c.id, c.slug, c.parent_slug) for c in concepts.values())[concept.id]
+    return [concepts[cid] for cid in reversed(chain[1:])]
 
 
 def children_of(session: Session, slug: str) -> list[Concept]:
@@ -119,12 +129,6 @@ def _visible_tagged(concept_ids: set[int]) -> sa.Select[tuple[int]]:
             .distinct())
 
 
-def _month(session: Session, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[str]:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(column, "YYYY-MM")
-    return func.strftime("%Y-%m", column)
-
-
 def articles_per_month(session: Session, concept_ids: set[int], months: int = 24,
                        today: date | None = None) -> list[tuple[str, int]]:
     """How many visible articles tagged with CONCEPT_IDS appeared in each of the last MONTHS
@@ -138,8 +142,7 @@ def articles_per_month(session: Session, concept_ids: set[int], months: int = 24
         year, month = (year - 1, 12) if month == 1 else (year, month - 1)
     keys.reverse()
     tagged = _visible_tagged(concept_ids).subquery()
-    when = func.coalesce(Article.published_at, Article.fetched_at)
-    bucket = _month(session, when)
+    bucket = date_text(session, article_date(), "%Y-%m")
     counts = dict(session.execute(
         select(bucket, func.count())
         .join(tagged, tagged.c.article_id == Article.id)
@@ -191,21 +194,12 @@ def therapy_cancer_map(session: Session, size: int = 12) -> PairMap:
     articles name each pair; an article about a narrower cancer (NSCLC) counts for a broader one
     shown (lung cancer), a narrower therapy (pembrolizumab) for its class."""
     concepts = {c.id: c for c in session.scalars(select(Concept))}
-    by_slug = {c.slug: c for c in concepts.values()}
-
-    def ancestors(concept: Concept) -> list[int]:
-        found, parent = [concept.id], concept.parent_slug
-        while parent and parent in by_slug and by_slug[parent].id not in found:
-            found.append(by_slug[parent].id)
-            parent = by_slug[parent].parent_slug
-        return found
-
+    lifted = ancestor_chains((c.id, c.slug, c.parent_slug) for c in concepts.values())
     pairs = session.execute(
         select(ArticleConcept.article_id, ArticleConcept.concept_id)
         .join(Article, Article.id == ArticleConcept.article_id)
         .where(Article.filtered.is_(False), Article.story_id.is_(None))).all()
     tagged: dict[int, set[int]] = defaultdict(set)  # article -> concepts, ancestors included
-    lifted = {cid: ancestors(c) for cid, c in concepts.items()}
     for article_id, concept_id in pairs:
         tagged[article_id].update(lifted.get(concept_id, [concept_id]))
     totals: dict[int, int] = defaultdict(int)

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from db.concepts import with_descendants
+from db.concepts import ancestor_chains, with_descendants
+from db.dates import article_date, date_text
 from db.models import Article, ArticleConcept, Concept, Source
 from db.query import ParsedQuery, Term, to_fts5
 
@@ -73,10 +74,6 @@ def _substring_clause(term: Term) -> sa.ColumnElement[bool]:
     return sa.or_(Article.title.ilike(pattern), Article.body.ilike(pattern))
 
 
-def _when() -> sa.ColumnElement[datetime]:
-    return func.coalesce(Article.published_at, Article.fetched_at)
-
-
 def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str],
               filters: Filters | None = None) -> sa.Select:
     """SELECT Article.id (plus rank and snippet on SQLite) of everything that matches."""
@@ -108,10 +105,10 @@ def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str],
         stmt = stmt.where(Article.source_id.in_(
             select(Source.id).where(Source.name.in_(filters.sources))))
     if filters.since:
-        stmt = stmt.where(_when() >= datetime.combine(filters.since, time(), UTC))
+        stmt = stmt.where(article_date() >= datetime.combine(filters.since, time(), UTC))
     if filters.until:
-        stmt = stmt.where(_when() < datetime.combine(filters.until + timedelta(days=1), time(),
-                                                     UTC))
+        day_after = filters.until + timedelta(days=1)
+        stmt = stmt.where(article_date() < datetime.combine(day_after, time(), UTC))
     for slug in concept_slugs:
         ids = with_descendants(session, slug)
         stmt = stmt.where(
@@ -164,17 +161,11 @@ def search_articles(
     return SearchPage(hits, total, page, per_page, found)
 
 
-def _year(session: Session) -> sa.ColumnElement[str]:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(_when(), "YYYY")
-    return func.strftime("%Y", _when())
-
-
 def other_facets(session: Session, matching: sa.Subquery, limit: int
                  ) -> dict[str, list[FacetValue]]:
     """Matching articles by kind (news, paper, preprint, trial), source and year."""
     result: dict[str, list[FacetValue]] = {}
-    year = _year(session)
+    year = date_text(session, article_date(), "%Y")
     for label, column, order in (("KIND", Article.kind, None), ("SOURCE", Source.name, None),
                                  ("YEAR", year, year.desc())):
         stmt = (select(column, func.count()).select_from(Article)
@@ -199,26 +190,13 @@ def facets(session: Session, matching: sa.Subquery, limit: int) -> dict[str, lis
                 for cid, label, slug, name, parent in session.execute(
                     select(Concept.id, Concept.label, Concept.slug, Concept.name,
                            Concept.parent_slug))}
-    id_of = {slug: cid for cid, (_, slug, _, _) in concepts.items()}
-    ancestry: dict[int, list[int]] = {}
-
-    def lineage(cid: int) -> list[int]:
-        if cid not in ancestry:
-            chain, seen, current = [], set(), cid
-            while current is not None and current not in seen:
-                seen.add(current)
-                chain.append(current)
-                parent = concepts[current][3]
-                current = id_of.get(parent) if parent else None
-            ancestry[cid] = chain
-        return ancestry[cid]
-
+    chains = ancestor_chains((cid, slug, parent) for cid, (_, slug, _, parent) in concepts.items())
     members: dict[int, set[int]] = defaultdict(set)
     for article_id, concept_id in session.execute(
         select(ArticleConcept.article_id, ArticleConcept.concept_id)
         .where(ArticleConcept.article_id.in_(select(matching.c.id)))
     ):
-        for cid in lineage(concept_id):
+        for cid in chains[concept_id]:
             members[cid].add(article_id)
     ranked = sorted(members.items(), key=lambda kv: (-len(kv[1]), concepts[kv[0]][2]))
     result: dict[str, list[FacetValue]] = {}
