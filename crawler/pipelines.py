@@ -20,7 +20,7 @@ from db.models import Article
 from db.session import new_session, session_scope
 from db.sources import CrawlOutcome, get_or_create_source, record_crawl
 from db.stories import assign_story
-from nlp.relevance import THRESHOLD as RELEVANCE_THRESHOLD
+from nlp.relevance import kept_out
 from nlp.vocabulary import Concept, vocabulary
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class TagPipeline(_PoolPipeline):
         item.mentions = tags.mentions
         item.relevance = tags.relevance
         # off-topic items from general sources are kept, but out of the site, feeds and digests
-        item.filtered = not item.topical and item.relevance < RELEVANCE_THRESHOLD
+        item.filtered = kept_out(item.relevance, item.topical)
         item.language = item.language or tags.language
         if tags.cites and item.kind == "news":
             item.extra = {**item.extra, "cites": tags.cites}  # evidence: papers and trials

@@ -23,7 +23,7 @@ from db.concepts import sync_concepts
 from db.models import Article, Source
 from db.session import session_scope
 from nlp.parallel import map_batches
-from nlp.relevance import THRESHOLD
+from nlp.relevance import kept_out
 from nlp.vocabulary import vocabulary
 
 BATCH = 100
@@ -60,22 +60,21 @@ def retag_all(database_url: str, jobs: int = 1,
     """Re-tag every article; PROGRESS is told how many articles each batch held."""
     with session_scope(database_url) as session:
         concept_ids = sync_concepts(session, (concept_data(c) for c in vocabulary()))
+        topical = dict(session.execute(select(Source.id, Source.topical)).all())
     articles = changed = 0
     for batch, answers in map_batches(tags_of, _batches(database_url), jobs):
         with session_scope(database_url) as session:
-            topical = dict(session.execute(select(Source.id, Source.topical)).all())
             stored = {a.id: a for a in session.scalars(
                 select(Article).where(Article.id.in_([row[0] for row in batch])))}
             for (article_id, _, _), tags in zip(batch, answers, strict=True):
                 article = stored.get(article_id)
                 if article is None:  # deleted meanwhile
                     continue
-                relevance_kept = topical.get(article.source_id, False)
                 changed += update_tags(session, article, TagUpdate(
                     summary=tags.summary,
                     mentions=tags.mentions,
                     relevance=tags.relevance,
-                    filtered=not relevance_kept and tags.relevance < THRESHOLD,
+                    filtered=kept_out(tags.relevance, topical.get(article.source_id, False)),
                     language=tags.language,
                     labels=tags.labels,
                     cites=tags.cites if article.kind == "news" else None,

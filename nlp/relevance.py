@@ -17,6 +17,14 @@ if TYPE_CHECKING:  # only the type: the crawler's process imports this without s
 
 THRESHOLD = 0.35  # below it, an article from a general source is filtered out
 LEAD_CHARS = 400
+
+
+def kept_out(relevance: float, topical_source: bool) -> bool:
+    """Whether an article is stored as filtered: off-topic, from a source not topical as a
+    whole (a PubMed query keeps everything it returns)."""
+    return not topical_source and relevance < THRESHOLD
+
+
 _WEIGHTS = {  # (title, lead, elsewhere) for each kind of mention
     "immunotherapy": (3.0, 2.0, 1.0),
     "CANCER": (1.5, 1.0, 0.5),
