@@ -38,6 +38,13 @@ def run_cli(*args: str, db_url: str | None = None, input: str | None = None,
     )
 
 
+def app_client(database_url: str):  # -> flask.testing.FlaskClient
+    """A test client of the app reading DATABASE_URL."""
+    from webapp import create_app
+
+    return create_app({"TESTING": True, "DATABASE_URL": database_url}).test_client()
+
+
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     """A fresh, migrated database with the vocabulary loaded."""

@@ -4,14 +4,12 @@ import json
 
 import pytest
 
-from tests.conftest import TAGGED_ARTICLES
+from tests.conftest import TAGGED_ARTICLES, app_client
 
 
 @pytest.fixture
 def api(tagged_db):
-    from webapp import create_app
-
-    return create_app({"TESTING": True, "DATABASE_URL": tagged_db}).test_client()
+    return app_client(tagged_db)
 
 
 def _get(api, url, status=200):
@@ -131,9 +129,7 @@ def test_any_parameters_answer_200_or_400_never_500(tagged_db):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from webapp import create_app
-
-    client = create_app({"TESTING": True, "DATABASE_URL": tagged_db}).test_client()
+    client = app_client(tagged_db)
     names = st.sampled_from(["q", "therapy", "cancer", "target", "sort", "limit", "cursor",
                              "page", "label", "other"])
     values = st.text(max_size=40) | st.sampled_from(["", "0", "1", "100", "date", "melanoma",

@@ -9,15 +9,13 @@ import pytest
 
 from db.concepts import articles_per_month, co_occurring, with_descendants
 from db.session import session_scope
-from tests.conftest import NOW
+from tests.conftest import NOW, app_client
 from tests.conftest import TAGGED_ARTICLES as ARTICLES
 
 
 @pytest.fixture
 def concept_client(tagged_db):
-    from webapp import create_app
-
-    return create_app({"TESTING": True, "DATABASE_URL": tagged_db}).test_client()
+    return app_client(tagged_db)
 
 
 def _titles(html):

@@ -4,7 +4,7 @@ import re
 
 from crawler.sources import SourceConfig, write_sources
 from nlp.identifiers import cited_identifiers
-from tests.conftest import FAST, FIXTURES, run_cli
+from tests.conftest import FAST, FIXTURES, app_client, run_cli
 
 
 def test_identifiers_found_in_text():
@@ -28,9 +28,7 @@ def test_news_story_links_to_the_trial_it_cites(sample_site, tmp_path):
     url = f"sqlite:///{tmp_path}/e.db"
     assert run_cli("crawl", "--sources", str(sources), *FAST, db_url=url).returncode == 0
 
-    from webapp import create_app
-
-    client = create_app({"TESTING": True, "DATABASE_URL": url}).test_client()
+    client = app_client(url)
     html = client.get("/search", query_string={"q": '"perioperative pembrolizumab"',
                                                "sort": "date"}).get_data(as_text=True)
     href = re.search(r'<h2><a href="(/articles/\d+)">Perioperative pembrolizumab improves', html)

@@ -5,6 +5,8 @@ app over a real SQLite database."""
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from tests.conftest import app_client
+
 
 def test_api_answers_as_its_document_says(tagged_db):
     from webapp import create_app
@@ -33,9 +35,7 @@ def test_api_answers_as_its_document_says(tagged_db):
 def test_document_is_openapi_3_1_and_names_every_endpoint(tagged_db):
     import json
 
-    from webapp import create_app
-
-    client = create_app({"TESTING": True, "DATABASE_URL": tagged_db}).test_client()
+    client = app_client(tagged_db)
     document = json.loads(client.get("/api/v1/openapi.json").get_data(as_text=True))
     assert document["openapi"] == "3.1.0"
     assert set(document["paths"]) == {"/api/v1/articles", "/api/v1/articles/{article_id}",

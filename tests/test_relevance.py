@@ -5,7 +5,7 @@ import sqlalchemy as sa
 from db.session import get_engine
 from nlp.relevance import THRESHOLD, is_immunotherapy, relevance
 from nlp.tagger import annotate_article
-from tests.conftest import run_cli
+from tests.conftest import app_client, run_cli
 
 
 def _score(title, body):
@@ -48,9 +48,7 @@ def test_general_feeds_are_stored_but_filtered(sample_site, tmp_path):
     lines = listing.stdout.splitlines()
     assert len(lines) == 40 and all("\tGolem\t" in line for line in lines)
 
-    from webapp import create_app
-
-    client = create_app({"TESTING": True, "DATABASE_URL": url}).test_client()
+    client = app_client(url)
     html = client.get("/search?q=Fujitsu").get_data(as_text=True)
     assert "0 articles" in html  # kept in the database, never listed
 

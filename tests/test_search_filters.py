@@ -10,6 +10,7 @@ from db.articles import ArticleData, upsert_article
 from db.query import parse_query
 from db.session import session_scope
 from db.sources import get_or_create_source
+from tests.conftest import app_client
 
 ITEMS = [  # title, kind, source, published
     ("Pembrolizumab trial in melanoma", "trial", "ClinicalTrials.gov", datetime(2025, 3, 1)),
@@ -22,8 +23,6 @@ ITEMS = [  # title, kind, source, published
 
 @pytest.fixture
 def client(db_url):
-    from webapp import create_app
-
     with session_scope(db_url) as s:
         for name in {source for _, _, source, _ in ITEMS}:
             get_or_create_source(s, name, "feed", "http://127.0.0.1/" + name.replace(" ", ""))
@@ -33,7 +32,7 @@ def client(db_url):
                 title=title, body=title, kind=kind, source_name=source,
                 published_at=published.replace(tzinfo=UTC),
                 mentions={"pembrolizumab": 1, "melanoma": 1}))
-    return create_app({"TESTING": True, "DATABASE_URL": db_url}).test_client()
+    return app_client(db_url)
 
 
 def _api_titles(client, query):

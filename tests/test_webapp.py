@@ -10,6 +10,7 @@ import pytest
 
 from db.articles import ArticleData, upsert_article
 from db.session import session_scope
+from tests.conftest import app_client
 
 
 class Links(HTMLParser):
@@ -97,14 +98,12 @@ def test_bad_parameters_are_400_with_a_message(client):
 
 
 def test_crawled_text_is_always_escaped(db_url):
-    from webapp import create_app
-
     evil = '<script>alert("x")</script> immunoevil'
     with session_scope(db_url) as s:
         _, article_id = upsert_article(s, ArticleData(
             canonical_url="https://evil.example/1", url="javascript:alert(1)", title=evil,
             body=evil, summary=evil, mentions={"melanoma": 1}))
-    client = create_app({"TESTING": True, "DATABASE_URL": db_url}).test_client()
+    client = app_client(db_url)
     for path in ("/", "/search?q=immunoevil", f"/articles/{article_id}"):
         html = client.get(path).get_data(as_text=True)
         assert "<script>alert" not in html and "&lt;script&gt;" in html
@@ -247,15 +246,18 @@ def test_unreachable_database_is_a_503_page():
     assert "not available right now" in html and "Traceback" not in html
 
 
-def test_atom_feed_survives_characters_xml_cannot_hold(db_url):
-    from webapp import create_app
-
+def _client_with_one_article(db_url, **fields):
+    """A client of a database holding one article (at http://127.0.0.1/one) with FIELDS."""
     with session_scope(db_url) as s:
-        upsert_article(s, ArticleData(
-            canonical_url="http://127.0.0.1/ctl", url="http://127.0.0.1/ctl",
-            title="Nivolumab\x0b in <melanoma> & \x01more", summary="A \x1fsummary.",
-            mentions={"nivolumab": 1}))
-    client = create_app({"TESTING": True, "DATABASE_URL": db_url}).test_client()
+        upsert_article(s, ArticleData(canonical_url="http://127.0.0.1/one",
+                                      url="http://127.0.0.1/one", **fields))
+    return app_client(db_url)
+
+
+def test_atom_feed_survives_characters_xml_cannot_hold(db_url):
+    client = _client_with_one_article(
+        db_url, title="Nivolumab\x0b in <melanoma> & \x01more", summary="A \x1fsummary.",
+        mentions={"nivolumab": 1})
     (entry,) = _parsed_atom(client.get("/feed.atom")).entries
     assert entry.title == "Nivolumab in <melanoma> & more" and entry.summary == "A summary."
 
@@ -277,14 +279,10 @@ def test_feeds_answer_304_to_a_reader_that_has_them(client, path):
 
 
 def test_json_feed_items_carry_escaped_html(db_url):
-    from webapp import create_app
-
-    with session_scope(db_url) as s:
-        upsert_article(s, ArticleData(
-            canonical_url="http://127.0.0.1/x", url="http://127.0.0.1/x",
-            title="<img src=x onerror=alert(1)>", summary="Nivolumab <b>works</b> & more",
-            mentions={"nivolumab": 1}))
-    client = create_app({"TESTING": True, "DATABASE_URL": db_url}).test_client()
+    client = _client_with_one_article(
+        db_url, title="<img src=x onerror=alert(1)>", summary="Nivolumab <b>works</b> & more",
+        mentions={"nivolumab": 1})
     (item,) = _check_json_feed(client.get("/feed.json"))["items"]
     assert item["content_html"].startswith("<p>Nivolumab &lt;b&gt;works&lt;/b&gt; &amp; more</p>")
-    assert "<b>" not in item["content_html"] and 'href="http://127.0.0.1/x"' in item["content_html"]
+    assert "<b>" not in item["content_html"]
+    assert 'href="http://127.0.0.1/one"' in item["content_html"]
