@@ -129,6 +129,12 @@ def _visible_tagged(concept_ids: set[int]) -> sa.Select[tuple[int]]:
             .distinct())
 
 
+def count_visible_tagged(session: Session, concept_ids: set[int]) -> int:
+    """How many articles readers see that are tagged with any of CONCEPT_IDS."""
+    tagged = _visible_tagged(concept_ids).subquery()
+    return session.scalar(select(func.count()).select_from(tagged)) or 0
+
+
 def articles_per_month(session: Session, concept_ids: set[int], months: int = 24,
                        today: date | None = None) -> list[tuple[str, int]]:
     """How many visible articles tagged with CONCEPT_IDS appeared in each of the last MONTHS

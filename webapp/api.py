@@ -23,6 +23,7 @@ from db.concepts import (
     children_of,
     co_occurring,
     concepts_for_articles,
+    count_visible_tagged,
     get_concept,
     lineage,
     with_descendants,
@@ -183,10 +184,7 @@ def concept(slug: str) -> Response:
     months = articles_per_month(session, ids)
     parents = lineage(session, found)
     together = co_occurring(session, ids, leave_out=(c.id for c in parents))
-    total = session.scalar(
-        select(func.count(func.distinct(ArticleConcept.article_id)))
-        .join(Article, Article.id == ArticleConcept.article_id)
-        .where(ArticleConcept.concept_id.in_(ids), Article.filtered.is_(False))) or 0
+    total = count_visible_tagged(session, ids)
     return _json({
         **_concept_ref(found),
         "synonyms": list(found.synonyms or []),
