@@ -9,7 +9,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_SOURCES = Path(__file__).parent / "sources.toml"
-# Each type's own options (besides name, type, url, fetch_pages, topical) and its default url.
+# Each type's own options (besides name, type, url, fetch_pages, topical, interval) and its
+# default url.
 TYPE_OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "feed": {},
     "sitemap": {},
@@ -37,6 +38,7 @@ class SourceConfig:
     url: str
     fetch_pages: bool = True  # follow each entry's link for the full text
     topical: bool = False  # everything it returns is on topic: keep it all
+    interval: int | None = None  # minutes between crawls under `immunofeed run`
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
@@ -60,10 +62,14 @@ def _source(path: Path, index: int, table: object) -> SourceConfig:
         flags[flag] = table.get(flag, default)
         if not isinstance(flags[flag], bool):
             raise SourcesError(f"{where}: {flag} must be true or false")
+    interval = table.get("interval")
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int)
+                                 or interval < 1):
+        raise SourcesError(f"{where}: interval must be a whole number of minutes, at least 1")
     options = {}
     allowed = TYPE_OPTIONS[type_]
     for key, value in table.items():
-        if key in ("name", "type", "url", "fetch_pages", "topical"):
+        if key in ("name", "type", "url", "fetch_pages", "topical", "interval"):
             continue
         if key not in allowed:
             known = ", ".join(allowed) or "none"
@@ -73,7 +79,8 @@ def _source(path: Path, index: int, table: object) -> SourceConfig:
                                                      and allowed[key] is not bool):
             raise SourcesError(f"{where}: {key} must be a {allowed[key].__name__}")
         options[key] = value
-    return SourceConfig(name=name.strip(), type=type_, url=url, options=options, **flags)
+    return SourceConfig(name=name.strip(), type=type_, url=url, options=options,
+                        interval=interval, **flags)
 
 
 def load_sources(path: Path | str | None = None) -> list[SourceConfig]:
@@ -108,6 +115,7 @@ def write_sources(path: Path, sources: list[SourceConfig]) -> None:
             f"url = {_toml_string(s.url)}",
             f"fetch_pages = {'true' if s.fetch_pages else 'false'}",
             f"topical = {'true' if s.topical else 'false'}",
+            *([f"interval = {s.interval}"] if s.interval else []),
             *(f"{key} = {_toml_value(value)}" for key, value in s.options.items()),
             "",
         ]

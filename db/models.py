@@ -12,12 +12,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     SmallInteger,
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -84,6 +86,8 @@ class Article(Base):
     language: Mapped[str | None] = mapped_column(String(16))
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # first stored; fetched_at moves when a re-crawl changes the article
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     source_id: Mapped[int | None] = mapped_column(
         ForeignKey("sources.id", ondelete="SET NULL"), index=True
     )
@@ -147,3 +151,67 @@ class ArticleConcept(Base):
 
     article: Mapped[Article] = relationship(back_populates="concepts")
     concept: Mapped[Concept] = relationship()
+
+
+SUBSCRIBER_STATUSES = ("active", "paused", "unsubscribed")
+FREQUENCIES = ("daily", "weekly")
+
+
+class Subscriber(Base):
+    """A confirmed digest subscription (nothing is stored before the address is confirmed)."""
+
+    __tablename__ = "subscribers"
+    __table_args__ = (Index("ix_subscribers_status_frequency", "status", "frequency"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # normalised
+    topics: Mapped[list[str]] = mapped_column(JSON, default=list)
+    frequency: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    paused_reason: Mapped[str | None] = mapped_column(String(16))  # "reader" or "bounces"
+    key: Mapped[str] = mapped_column(String(64))  # random; signed into manage/unsubscribe links
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    bounces: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DigestDelivery(Base):
+    """One digest for one subscriber and period, recorded before it is sent, so that a run
+    killed at any moment and run again sends it once."""
+
+    __tablename__ = "digest_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "period", name="uq_delivery_subscriber_period"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(24))  # "2026-11-27" or "2026-W48"
+    since: Mapped[datetime] = mapped_column(UTCDateTime)  # items added after this...
+    until: Mapped[datetime] = mapped_column(UTCDateTime)  # ...and up to this
+    status: Mapped[str] = mapped_column(String(16))  # pending, sent, empty, failed
+    message_id: Mapped[str] = mapped_column(String(250))
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConfirmationSend(Base):
+    """A confirmation email sent to an address (kept as a keyed hash), for the per-address
+    limit."""
+
+    __tablename__ = "confirmation_sends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), index=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class AppSecret(Base):
+    __tablename__ = "app_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))

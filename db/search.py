@@ -40,6 +40,8 @@ class Filters:
     sources: list[str] = field(default_factory=list)  # source names
     since: date | None = None  # published (or fetched) on or after
     until: date | None = None  # on or before
+    added_after: datetime | None = None  # first stored after this moment...
+    added_until: datetime | None = None  # ...and no later than this one
 
 
 @dataclass
@@ -109,6 +111,10 @@ def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str],
     if filters.until:
         day_after = filters.until + timedelta(days=1)
         stmt = stmt.where(article_date() < datetime.combine(day_after, time(), UTC))
+    if filters.added_after:
+        stmt = stmt.where(Article.added_at > filters.added_after)
+    if filters.added_until:
+        stmt = stmt.where(Article.added_at <= filters.added_until)
     for slug in concept_slugs:
         ids = with_descendants(session, slug)
         stmt = stmt.where(
@@ -117,6 +123,15 @@ def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str],
             )
         )
     return stmt
+
+
+def matching_articles(session: Session, query: ParsedQuery, concept_slugs: list[str],
+                      filters: Filters | None = None) -> list[tuple[int, datetime]]:
+    """(id, added_at) of every listed article that matches, most recently added first."""
+    matching = _matching(session, query, concept_slugs, filters).subquery()
+    return [(article_id, added) for article_id, added in session.execute(
+        select(Article.id, Article.added_at).join(matching, matching.c.id == Article.id)
+        .order_by(Article.added_at.desc(), Article.id.desc()))]
 
 
 def _best_snippet(*snippets: str | None) -> str | None:

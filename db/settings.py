@@ -45,6 +45,28 @@ SETTINGS: tuple[Setting, ...] = (
         "project.",
     ),
     Setting("SMTP_URL", "", "SMTP server for email digests, e.g. smtp://user:pass@host:587."),
+    Setting(
+        "MAIL_FROM",
+        "ImmunoFeed <digest@localhost>",
+        "From address of confirmation and digest emails; also the mailto: of List-Unsubscribe.",
+    ),
+    Setting(
+        "SECRET_KEY",
+        "",
+        "Key that signs confirm, manage and unsubscribe links and form tokens. Empty: a random "
+        "key made once and kept in the database.",
+    ),
+    Setting(
+        "DIGEST_HOUR",
+        "7",
+        "Hour of the day (UTC, 0-23) at which `immunofeed run` sends the digests.",
+    ),
+    Setting(
+        "CRAWL_INTERVAL",
+        "60",
+        "Minutes between crawls of a source under `immunofeed run`, unless the sources file "
+        "gives the source its own `interval`.",
+    ),
     Setting("REDIS_URL", "", "Redis URL for distributed crawling. Empty: crawl in one process."),
 )
 

@@ -27,11 +27,20 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def run_cli(*args: str, db_url: str | None = None, input: str | None = None,
-            cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def cli_env(db_url: str | None = None, **settings: str) -> dict[str, str]:
+    """This process's environment without its IMMUNOFEED_* variables, plus DB_URL and SETTINGS
+    (given without the prefix: SMTP_URL=...)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMMUNOFEED_")}
     if db_url:
         env["IMMUNOFEED_DATABASE_URL"] = db_url
+    env.update({f"IMMUNOFEED_{name}": value for name, value in settings.items()})
+    return env
+
+
+def run_cli(*args: str, db_url: str | None = None, input: str | None = None,
+            cwd: Path | None = None, timeout: float = 180,
+            settings: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = cli_env(db_url, **(settings or {}))
     return subprocess.run(
         [IMMUNOFEED, *args], input=input, capture_output=True, text=True, env=env, cwd=cwd,
         timeout=timeout,

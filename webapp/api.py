@@ -1,5 +1,5 @@
 """The JSON API under /api/v1: articles (every search filter, cursor paging), one article,
-concepts (counts, hierarchy), one concept, sources.
+concepts (counts, hierarchy), one concept, sources; and POST /subscriptions for email digests.
 
 Every answer is JSON, errors included ({"error": {"status", "message"}}), carries an ETag
 (a repeated request with If-None-Match gets 304) and may be read from any origin (CORS, GET
@@ -35,6 +35,14 @@ from db.stories import also_reported
 from webapp.app import db_session
 from webapp.feeds import absolute, rfc3339
 from webapp.params import FACET_PARAMS, MAX_PAGE, NO_SUCH_CONCEPT, BadParameter, SearchParams
+from webapp.subscribe import (
+    ACCEPTED,
+    SUBSCRIBE_LIMIT,
+    SubscriptionError,
+    limiter,
+    read_request,
+    request_subscription,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
@@ -196,6 +204,28 @@ def concept(slug: str) -> Response:
         "reported_with": [{**_concept_ref(c), "articles": n}
                           for values in together.values() for c, n in values],
     })
+
+
+@bp.post("/subscriptions")
+@limiter.limit(SUBSCRIBE_LIMIT)
+def subscriptions() -> Response:
+    """Ask for a digest: {"email", "topics": [concept slug or search URL, ...], "frequency"}.
+    202 whether or not the address is already subscribed; the digest starts once the emailed
+    confirmation link is followed."""
+    if not request.is_json:
+        return error_response(415, "Send the request as JSON (Content-Type: application/json).")
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        return error_response(400, "The body must be a JSON object with email, topics and "
+                                   "frequency.")
+    session = db_session()
+    try:
+        wanted = read_request(session, data.get("email"), data.get("topics"),
+                              data.get("frequency", "daily"))
+    except SubscriptionError as exc:
+        return error_response(400, str(exc))
+    request_subscription(session, wanted)
+    return _json({"status": "pending-confirmation", "message": ACCEPTED}, 202)
 
 
 @bp.get("/openapi.json")

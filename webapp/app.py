@@ -19,16 +19,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(
         DATABASE_URL=settings.database_url(),
         BASE_URL=settings.get("BASE_URL"),
+        SMTP_URL=settings.get("SMTP_URL"),
         JSON_SORT_KEYS=False,
     )
     if test_config:
         app.config.update(test_config)
 
-    from webapp import api, feeds, site
+    from webapp import api, feeds, site, subscribe
 
     app.register_blueprint(site.bp)
     app.register_blueprint(feeds.bp)
     app.register_blueprint(api.bp)
+    subscribe.init_app(app)
     _register_errors(app)
 
     @app.teardown_appcontext

@@ -33,8 +33,9 @@ def _user_error(exc: Exception) -> str | None:
 
     from crawler.sources import SourcesError
     from db.session import DatabaseUrlError
+    from webapp.mail import MailConfigError
 
-    if isinstance(exc, (SourcesError, DatabaseUrlError)):
+    if isinstance(exc, (SourcesError, DatabaseUrlError, MailConfigError)):
         return str(exc)
     if isinstance(exc, (OperationalError, ProgrammingError)):
         reason = str(exc.orig or exc).strip().splitlines()[0]
@@ -103,16 +104,25 @@ def show_settings() -> None:
 @cli.command()
 @click.option("--sources", "sources_file", type=click.Path(dir_okay=False),
               help="TOML file of sources (default: IMMUNOFEED_SOURCES or crawler/sources.toml).")
+@click.option("--only", "only", multiple=True, metavar="NAME",
+              help="Crawl only the source with this name (repeatable).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request and item.")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a Scrapy setting, e.g. -s DOWNLOAD_DELAY=0 (repeatable).")
 @friendly_errors
-def crawl(sources_file: str | None, verbose: bool, overrides: tuple[str, ...]) -> None:
+def crawl(sources_file: str | None, only: tuple[str, ...], verbose: bool,
+          overrides: tuple[str, ...]) -> None:
     """Crawl the sources, tag what is found and store it (no duplicates on re-runs)."""
     from crawler.run import run_crawl
     from crawler.sources import load_sources
 
     sources = load_sources(sources_file or settings.get("SOURCES") or None)
+    if only:
+        unknown = sorted(set(only) - {s.name for s in sources})
+        if unknown:
+            raise click.ClickException(f"no source named {', '.join(map(repr, unknown))} in the "
+                                       "sources file")
+        sources = [s for s in sources if s.name in only]
     if not sources:
         raise click.ClickException("the sources file lists no sources")
     url = settings.database_url()
@@ -313,5 +323,140 @@ def demo(port: int, sample_port: int) -> None:
     _serve("127.0.0.1", port)
 
 
+@cli.command("run")
+@click.option("--sources", "sources_file", type=click.Path(dir_okay=False),
+              help="TOML file of sources (default: IMMUNOFEED_SOURCES or crawler/sources.toml).")
+@click.option("-s", "--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Override a Scrapy setting for every crawl (repeatable).")
+@friendly_errors
+def run(sources_file: str | None, overrides: tuple[str, ...]) -> None:
+    """Crawl each source on its interval and send the digests at IMMUNOFEED_DIGEST_HOUR, until
+    stopped (Ctrl-C or SIGTERM)."""
+    import logging
+    import signal
+
+    from webapp.scheduler import ScheduleError, run_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: "
+                        "%(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    _parse_overrides(overrides)  # checked now, passed to each crawl as given
+    url = settings.database_url()
+    prepare_database(url)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        run_forever(url, sources_file or settings.get("SOURCES") or None, overrides)
+    except ScheduleError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.group()
+def digest() -> None:
+    """Email digests: send the due ones, or preview one."""
+
+
+def _site_links(url: str):  # -> webapp.mail.SiteLinks
+    from db.session import session_scope
+    from db.subscriptions import secret_key
+    from webapp.mail import LinkSigner, SiteLinks, base_url_setting
+
+    base = base_url_setting()
+    with session_scope(url) as session:
+        return SiteLinks(base, LinkSigner(secret_key(session)))
+
+
+@digest.command("send")
+@click.option("--frequency", type=click.Choice(["daily", "weekly"]), required=True,
+              help="Which subscribers' digests to send.")
+@click.option("--dry-run", is_flag=True, help="Build the due digests and count them; send and "
+              "record nothing.")
+@friendly_errors
+def digest_send(frequency: str, dry_run: bool) -> None:
+    """Send this period's digest to every confirmed FREQUENCY subscriber who has not had it.
+
+    Safe to run again (or after a crash): each subscriber gets one digest per day (daily) or
+    ISO week (weekly). Mail goes to IMMUNOFEED_SMTP_URL, or to var/outbox/ when it is empty."""
+    from webapp.digest import send_digests
+    from webapp.mail import mailer_from_settings
+
+    url = settings.database_url()
+    prepare_database(url)
+    links = _site_links(url)
+    with mailer_from_settings() as mailer:
+        report = send_digests(url, frequency, links, mailer, dry_run=dry_run)
+    if dry_run:
+        click.echo(f"dry run: {report.sent} digests would be sent, {report.empty} empty, "
+                   f"{report.skipped} already done this period")
+        return
+    click.echo(report.line())
+    if report.stopped:
+        raise click.ClickException(report.stopped)
+
+
+@digest.command("preview")
+@click.argument("email")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              default="digest-preview.html", show_default=True,
+              help="Where to write the HTML part.")
+@friendly_errors
+def digest_preview(email: str, output: str) -> None:
+    """Write EMAIL's next digest to an HTML file and print its text part (nothing is sent)."""
+    from db.session import session_scope
+    from db.subscriptions import find_subscriber
+    from webapp.digest import preview
+    from webapp.subscribe import SubscriptionError, normalise_email
+
+    url = settings.database_url()
+    prepare_database(url)
+    links = _site_links(url)
+    try:
+        address = normalise_email(email)
+    except SubscriptionError as exc:
+        raise click.ClickException(str(exc)) from None
+    with session_scope(url) as session:
+        subscriber = find_subscriber(session, address)
+        if subscriber is None:
+            raise click.ClickException(f"no subscriber {address}")
+        digest, message = preview(session, subscriber, links)
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    try:
+        Path(output).write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"Subject: {message['Subject']}")
+    click.echo(text)
+    if not digest.count:
+        click.echo("(nothing new since the last digest: this one would not be sent)")
+    click.echo(f"HTML part written to {output}", err=True)
+
+
+@digest.command("unsubscribe")
+@click.argument("email")
+@friendly_errors
+def digest_unsubscribe(email: str) -> None:
+    """Unsubscribe EMAIL (for requests that reach the List-Unsubscribe mailbox)."""
+    from db.session import session_scope
+    from db.subscriptions import find_subscriber, unsubscribe
+    from webapp.subscribe import SubscriptionError, normalise_email
+
+    url = settings.database_url()
+    prepare_database(url)
+    try:
+        address = normalise_email(email)
+    except SubscriptionError as exc:
+        raise click.ClickException(str(exc)) from None
+    with session_scope(url) as session:
+        subscriber = find_subscriber(session, address)
+        if subscriber is None:
+            raise click.ClickException(f"no subscriber {address}")
+        unsubscribe(subscriber)
+    click.echo(f"unsubscribed {address}")
+
+
 def main() -> None:
     cli.main(prog_name="immunofeed", args=sys.argv[1:])
+
+
+if __name__ == "__main__":  # `python -m webapp.cli`, as `immunofeed run` starts its crawls
+    main()

@@ -25,6 +25,9 @@ _ERRORS = {
     "400": _json(_ref("Error"), "A parameter the client can fix; the message says how."),
     "404": _json(_ref("Error"), "No such thing."),
     "503": _json(_ref("Error"), "The database is unreachable for now."),
+    "415": _json(_ref("Error"), "The body is not JSON."),
+    "429": _json(_ref("Error"), "Too many requests from this client; try again later."),
+    "503-mail": _json(_ref("Error"), "The database or the mail server is unreachable for now."),
 }
 
 _SEARCH_PARAMETERS: list[dict[str, Any]] = [
@@ -111,6 +114,17 @@ _SCHEMAS: dict[str, Any] = {
             "reported_with": {"type": "array", "items": {"allOf": [_ref("ConceptRef"), {
                 "type": "object", "required": ["articles"],
                 "properties": {"articles": {"type": "integer"}}}]}}}}]},
+    "SubscriptionRequest": {
+        "type": "object", "required": ["email", "topics"], "properties": {
+            "email": {"type": "string", "format": "email", "maxLength": 320},
+            "topics": {"type": "array", "minItems": 1, "maxItems": 20, "items": {
+                "type": "string", "maxLength": 1000,
+                "description": "A concept slug (pembrolizumab), a concept page URL or a search "
+                               "page URL (https://…/search?q=…&cancer=…)."}},
+            "frequency": {"enum": ["daily", "weekly"], "default": "daily"}}},
+    "SubscriptionAccepted": {
+        "type": "object", "required": ["status", "message"], "properties": {
+            "status": {"const": "pending-confirmation"}, "message": {"type": "string"}}},
     "SourceList": {"type": "object", "required": ["sources"], "properties": {"sources": {
         "type": "array", "items": {"type": "object", "required": [
             "name", "type", "url", "health", "last_success", "last_error", "next_attempt",
@@ -154,6 +168,17 @@ def openapi_document() -> dict[str, Any]:
                                 "schema": {"type": "string", "pattern": "^[a-z0-9-]+$"}}],
                 "responses": {"200": _json(_ref("ConceptDetail"), "The concept."),
                               "404": _ERRORS["404"], "503": _ERRORS["503"]}}},
+            "/api/v1/subscriptions": {"post": {
+                "summary": "Ask for an email digest", "operationId": "subscribe",
+                "description": "Emails the address a confirmation link; the digest starts when "
+                               "it is followed. The answer is the same whether or not the "
+                               "address is already subscribed.",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("SubscriptionRequest")}}},
+                "responses": {"202": _json(_ref("SubscriptionAccepted"),
+                                           "A confirmation link is on its way."),
+                              "400": _ERRORS["400"], "415": _ERRORS["415"],
+                              "429": _ERRORS["429"], "503": _ERRORS["503-mail"]}}},
             "/api/v1/sources": {"get": {
                 "summary": "Sources and their health", "operationId": "listSources",
                 "responses": {"200": _json(_ref("SourceList"), "The sources."),
