@@ -62,6 +62,25 @@ def add_subscribers(url: str, count: int, concepts: list[tuple[str, str]], seed:
         c.execute(sa.insert(Subscriber), rows)
 
 
+def _vm_hwm_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass  # it has just ended
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as children:
+            return [int(child) for child in children.read().split()]
+    except OSError:
+        return []
+
+
 def run_once(subscribers: int, articles: int) -> dict[str, float]:
     site_speed = _site_speed()
     with tempfile.TemporaryDirectory() as tmp, SmtpSink() as sink:
@@ -72,18 +91,30 @@ def run_once(subscribers: int, articles: int) -> dict[str, float]:
         env.update(IMMUNOFEED_DATABASE_URL=url, IMMUNOFEED_SMTP_URL=sink.url,
                    IMMUNOFEED_BASE_URL="https://immunofeed.example")
         started = time.perf_counter()
+        server_cpu = time.process_time()
+        children_before = os.times().children_user + os.times().children_system
         process = subprocess.Popen([str(BIN / "immunofeed"), "digest", "send", "--frequency",
                                     "daily"], env=env, stdout=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
+        peaks: dict[int, int] = {}  # pid -> peak resident KB (VmHWM), read as they run
+        while process.poll() is None:
+            for pid in [process.pid, *_children(process.pid)]:
+                peaks[pid] = max(peaks.get(pid, 0), _vm_hwm_kb(pid))
+            time.sleep(0.1)
+        status = process.returncode
         elapsed = time.perf_counter() - started
+        server_cpu = time.process_time() - server_cpu
+        children = os.times()
+        cpu = children.children_user + children.children_system - children_before
         output = process.stdout.read() if process.stdout else ""
-        if status != 0:
+        if status:
             raise SystemExit(f"digest send failed: {output}")
         sent = int(output.split()[1])
         if len(sink.messages) != sent:
             raise SystemExit(f"{sent} reported sent but the server has {len(sink.messages)}")
         return {"subscribers": subscribers, "sent": sent, "seconds": elapsed,
-                "rate": sent / elapsed, "peak_mb": usage.ru_maxrss / 1024}
+                "rate": sent / elapsed, "peak_mb": max(peaks.values()) / 1024,
+                "processes": len(peaks), "total_mb": sum(peaks.values()) / 1024,
+                "sender_cpu": cpu, "server_cpu": server_cpu}
 
 
 def main() -> None:
@@ -95,11 +126,14 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.articles} articles added in the last day; digests to an SMTP server on "
           "loopback")
-    for count in (int(n) for n in args.subscribers.split(",")):
+    counts = [int(n) for n in args.subscribers.split(",")]
+    for count in counts:
         r = run_once(count, args.articles)
         print(f"  {r['subscribers']:>6} subscribers: {r['sent']:>6} digests sent in "
               f"{r['seconds']:6.1f} s ({r['rate']:5.0f}/s, process start included), "
-              f"sender peak memory {r['peak_mb']:.0f} MB")
+              f"peak memory {r['peak_mb']:.0f} MB per process ({r['processes']} processes, "
+              f"{r['total_mb']:.0f} MB in all); CPU: senders {r['sender_cpu']:.1f} s, "
+              f"SMTP server {r['server_cpu']:.1f} s")
 
 
 if __name__ == "__main__":

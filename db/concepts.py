@@ -59,14 +59,16 @@ def get_concept(session: Session, slug: str) -> Concept | None:
 def with_descendants(session: Session, slug: str) -> set[int]:
     """Ids of SLUG and every concept below it: following a parent includes its children."""
     children: dict[str | None, list[tuple[str, int]]] = defaultdict(list)
-    for child_slug, child_id, parent in session.execute(
+    root_id = None
+    for child_slug, child_id, parent in session.connection().execute(
         select(Concept.slug, Concept.id, Concept.parent_slug)
     ):
         children[parent].append((child_slug, child_id))
-    root = get_concept(session, slug)
-    if root is None:
+        if child_slug == slug:
+            root_id = child_id
+    if root_id is None:
         return set()
-    found, stack = {root.id}, [slug]
+    found, stack = {root_id}, [slug]
     while stack:
         for child_slug, child_id in children.get(stack.pop(), []):
             if child_id not in found:

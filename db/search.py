@@ -126,12 +126,15 @@ def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str],
 
 
 def matching_articles(session: Session, query: ParsedQuery, concept_slugs: list[str],
-                      filters: Filters | None = None) -> list[tuple[int, datetime]]:
-    """(id, added_at) of every listed article that matches, most recently added first."""
+                      filters: Filters | None = None) -> list[tuple[int, datetime, datetime]]:
+    """(id, added_at, date) of every listed article that matches, most recently added first;
+    the date is its publication's, or when it was fetched if that is unknown."""
     matching = _matching(session, query, concept_slugs, filters).subquery()
-    return [(article_id, added) for article_id, added in session.execute(
-        select(Article.id, Article.added_at).join(matching, matching.c.id == Article.id)
-        .order_by(Article.added_at.desc(), Article.id.desc()))]
+    return [(article_id, added, published or fetched)
+            for article_id, added, published, fetched in session.connection().execute(
+                select(Article.id, Article.added_at, Article.published_at, Article.fetched_at)
+                .join(matching, matching.c.id == Article.id)
+                .order_by(Article.added_at.desc(), Article.id.desc()))]
 
 
 def _best_snippet(*snippets: str | None) -> str | None:

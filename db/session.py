@@ -88,6 +88,15 @@ def _sqlite_begin(connection) -> None:  # type: ignore[no-untyped-def]
     connection.exec_driver_sql("BEGIN")
 
 
+def reset_after_fork() -> None:
+    """In a forked child: forget the parent's engines without closing their connections
+    (they are the parent's to close), so this process opens its own."""
+    with _engines_lock:
+        for engine, _ in _engines.values():
+            engine.dispose(close=False)
+        _engines.clear()
+
+
 def new_session(url: str | None = None) -> Session:
     """A session the caller commits and closes (for work batched over many calls)."""
     return _cached(url)[1]()

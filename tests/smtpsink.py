@@ -32,11 +32,10 @@ class _Handler:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
         if self.sink.before_accept is not None and not self.sink.before_accept(
-                len(self.sink.messages)):
+                len(self.sink.received)):
             return "451 4.3.0 Message not accepted"
-        message = email.message_from_bytes(envelope.content, policy=default)
         with self.sink.lock:
-            self.sink.messages.append(message)  # type: ignore[arg-type]
+            self.sink.received.append(envelope.content)  # parsed when read: a quick server
         return "250 Message accepted for delivery"
 
 
@@ -45,7 +44,8 @@ class SmtpSink:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.messages: list[EmailMessage] = []
+        self.received: list[bytes] = []  # each accepted message as it came
+        self._parsed: list[EmailMessage] = []
         self.lock = threading.Lock()
         # address -> list of replies to give, one per attempt (the last one repeats)
         self.replies: dict[str, list[str]] = {}
@@ -57,6 +57,14 @@ class SmtpSink:
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}?max_rate=0"
 
+    @property
+    def messages(self) -> list[EmailMessage]:
+        """What was accepted, parsed, in order."""
+        with self.lock:
+            for raw in self.received[len(self._parsed):]:
+                self._parsed.append(email.message_from_bytes(raw, policy=default))  # type: ignore[arg-type]
+            return list(self._parsed)
+
     def reply_for(self, address: str) -> str | None:
         with self.lock:
             queued = self.replies.get(address)
@@ -65,8 +73,7 @@ class SmtpSink:
             return queued.pop(0) if len(queued) > 1 else queued[0]
 
     def to(self, address: str) -> list[EmailMessage]:
-        with self.lock:
-            return [m for m in self.messages if m["To"] == address]
+        return [m for m in self.messages if m["To"] == address]
 
     def __enter__(self) -> SmtpSink:
         self.controller.start()

@@ -150,3 +150,56 @@ def test_pages_pass_axe_accessibility_checks(page, site_url, path):
     problems = [(v["id"], v["impact"], len(v["nodes"]))
                 for v in results.response["violations"]]
     assert problems == [], results.generate_report()
+
+
+@pytest.fixture
+def own_site(tagged_db, tmp_path):
+    """The app on a database of its own (this test subscribes), its mail kept as files."""
+    from werkzeug.serving import make_server
+
+    from webapp import create_app
+
+    outbox = tmp_path / "outbox"
+    server = make_server("127.0.0.1", 0, create_app({"DATABASE_URL": tagged_db,
+                                                     "OUTBOX": outbox}), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", outbox
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+def test_email_me_this_subscribe_confirm_and_pause(page, own_site):
+    import email
+    import re
+    from email.policy import default
+
+    from axe_playwright_python.sync_playwright import Axe
+
+    def accessible() -> None:
+        results = Axe().run(page, options={"resultTypes": ["violations"],
+                                           "runOnly": ["wcag2a", "wcag2aa"]})
+        assert results.response["violations"] == [], results.generate_report()
+
+    url, outbox = own_site
+    page.goto(url + "/therapy/pembrolizumab")
+    page.get_by_role("link", name="Email me this").click()
+    page.wait_for_url("**/subscribe?topic=pembrolizumab")
+    assert page.get_by_label("Pembrolizumab", exact=True).is_checked()
+    accessible()
+    page.get_by_label("Your email address").fill("browser.reader@example.org")
+    page.get_by_label("Weekly").check()
+    page.get_by_role("button", name="Email me a confirmation link").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    page.screenshot(path=SHOTS / "subscribe-sent.png", full_page=True)
+
+    [sent] = list(outbox.glob("*.eml"))
+    message = email.message_from_bytes(sent.read_bytes(), policy=default)
+    text = message.get_body(("plain",)).get_content()
+    confirm = re.search(r"(http://127\.0\.0\.1:\d+/subscribe/confirm/\S+)", text).group(1)
+    page.goto(confirm)
+    assert "Confirmed: your weekly digest" in page.locator("main").inner_text()
+    accessible()
+    page.get_by_role("button", name="Pause").click()
+    assert "Your digest is paused" in page.locator("main").inner_text()
+    page.screenshot(path=SHOTS / "subscription-paused.png", full_page=True)

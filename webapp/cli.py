@@ -370,12 +370,16 @@ def _site_links(url: str):  # -> webapp.mail.SiteLinks
               help="Which subscribers' digests to send.")
 @click.option("--dry-run", is_flag=True, help="Build the due digests and count them; send and "
               "record nothing.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Sending processes, each with its own SMTP connection (default: one per "
+              "core).")
 @friendly_errors
-def digest_send(frequency: str, dry_run: bool) -> None:
+def digest_send(frequency: str, dry_run: bool, jobs: int | None) -> None:
     """Send this period's digest to every confirmed FREQUENCY subscriber who has not had it.
 
     Safe to run again (or after a crash): each subscriber gets one digest per day (daily) or
     ISO week (weekly). Mail goes to IMMUNOFEED_SMTP_URL, or to var/outbox/ when it is empty."""
+    from nlp.parallel import cpu_count
     from webapp.digest import send_digests
     from webapp.mail import mailer_from_settings
 
@@ -383,7 +387,8 @@ def digest_send(frequency: str, dry_run: bool) -> None:
     prepare_database(url)
     links = _site_links(url)
     with mailer_from_settings() as mailer:
-        report = send_digests(url, frequency, links, mailer, dry_run=dry_run)
+        report = send_digests(url, frequency, links, mailer, dry_run=dry_run,
+                              jobs=jobs or cpu_count())
     if dry_run:
         click.echo(f"dry run: {report.sent} digests would be sent, {report.empty} empty, "
                    f"{report.skipped} already done this period")
@@ -404,6 +409,7 @@ def digest_preview(email: str, output: str) -> None:
     from db.session import session_scope
     from db.subscriptions import find_subscriber
     from webapp.digest import preview
+    from webapp.mail import text_and_html
     from webapp.subscribe import SubscriptionError, normalise_email
 
     url = settings.database_url()
@@ -418,8 +424,7 @@ def digest_preview(email: str, output: str) -> None:
         if subscriber is None:
             raise click.ClickException(f"no subscriber {address}")
         digest, message = preview(session, subscriber, links)
-    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text, html = text_and_html(message)
     try:
         Path(output).write_text(html, encoding="utf-8")
     except OSError as exc:

@@ -93,20 +93,15 @@ class Runner:
             log.warning("crawl exited with status %s", done.returncode)
 
     def send(self, frequency: str) -> None:
-        from webapp.cli import _site_links
-        from webapp.digest import send_digests
-        from webapp.mail import MailConfigError, mailer_from_settings
-
-        try:
-            links = _site_links(self.url)
-            with mailer_from_settings() as mailer:
-                report = send_digests(self.url, frequency, links, mailer)
-        except MailConfigError as exc:
-            log.error("%s digests not sent: %s", frequency, exc)
-            return
-        log.info("%s %s", frequency, report.line())
-        if report.stopped:
-            log.warning("%s digests: %s", frequency, report.stopped)
+        # in its own process too: it forks its senders, which a process running the
+        # scheduler's threads should not do
+        done = subprocess.run([sys.executable, "-m", "webapp.cli", "digest", "send",
+                               "--frequency", frequency], capture_output=True, text=True,
+                              check=False)
+        for line in (done.stdout + done.stderr).strip().splitlines():
+            log.info("%s %s", frequency, line)
+        if done.returncode:
+            log.warning("%s digests: exit status %s", frequency, done.returncode)
 
 
 def run_forever(url: str, sources_file: str | None, overrides: tuple[str, ...] = ()) -> None:
@@ -117,7 +112,8 @@ def run_forever(url: str, sources_file: str | None, overrides: tuple[str, ...] =
     scheduler = BlockingScheduler(timezone="UTC")
     now = utcnow()
     scheduler.add_job(runner.crawl_due, "interval", seconds=CHECK_EVERY.total_seconds(),
-                      next_run_time=now, max_instances=1, coalesce=True, id="crawl")
+                      next_run_time=now, max_instances=1, coalesce=True, id="crawl",
+                      misfire_grace_time=None)
     daily = CronTrigger(hour=hour, minute=0, timezone="UTC")
     weekly = CronTrigger(day_of_week="mon", hour=hour, minute=0, timezone="UTC")
     scheduler.add_job(runner.send, daily, args=["daily"], max_instances=1, coalesce=True,
@@ -126,10 +122,13 @@ def run_forever(url: str, sources_file: str | None, overrides: tuple[str, ...] =
                       misfire_grace_time=3600, id="weekly-digest")
     # started after today's hour (or this week's): catch up now; a period sent already is not
     # sent again
+    # (misfire_grace_time=None: run however late the scheduler gets to them)
     if now.hour >= hour:
-        scheduler.add_job(runner.send, args=["daily"], next_run_time=now, id="daily-catch-up")
+        scheduler.add_job(runner.send, args=["daily"], next_run_time=now, id="daily-catch-up",
+                          misfire_grace_time=None)
     if now.weekday() > 0 or now.hour >= hour:
-        scheduler.add_job(runner.send, args=["weekly"], next_run_time=now, id="weekly-catch-up")
+        scheduler.add_job(runner.send, args=["weekly"], next_run_time=now,
+                          id="weekly-catch-up", misfire_grace_time=None)
     log.info("running: crawls every %d min by default, digests at %02d:00 UTC", runner.interval,
              hour)
     try:
