@@ -5,6 +5,7 @@ opt-in, the manage page, one-click unsubscribe, sending (headers, both parts, ev
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from urllib.parse import urlsplit
@@ -556,3 +557,39 @@ def test_run_crawls_the_sources_and_sends_the_digests(tagged_db, sink, sample_so
     assert crawled > 0 and len(sink.to("daily@example.org")) == 1, out
     assert process.returncode == 0, out
     assert "daily digests: 1 sent" in out
+
+
+# -- the SMTP connection -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+def test_tls_and_login_as_the_url_says(tls, tagged_db, tmp_path, monkeypatch):
+    from tests.smtpsink import self_signed_certificate
+    from webapp.mail import MailConfigError
+
+    certificate = self_signed_certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trust the test's certificate
+    for i in range(3):
+        subscribe(tagged_db, f"tls{i}@example.org", ["melanoma"])
+    with SmtpSink(tls=tls, certificate=certificate, login=("digest", "s3cret pass:@")) as sink:
+        scheme, rest = sink.url.split("://")
+        good = f"{scheme}://digest:s3cret%20pass%3A%40@{rest}"
+        with SmtpMailer(SmtpConfig.from_url(good)) as mailer:
+            report = send_digests(tagged_db, "daily", links_for(tagged_db), mailer)
+        assert report.sent == 3 and len(sink.received) == 3
+        assert sink.logins == [True] * 3
+        assert len(sink.connections) == 1  # one connection for the whole run
+        bad = f"{scheme}://digest:wrong@{rest}"
+        with pytest.raises(MailConfigError, match="login .* refused"):
+            SmtpMailer(SmtpConfig.from_url(bad)).send(sink.messages[0])
+
+
+def test_the_rate_is_bounded(sink):
+    from webapp.mail import new_message
+
+    with SmtpMailer(SmtpConfig.from_url(sink.url.replace("max_rate=0", "max_rate=20"))) as m:
+        started = time.monotonic()
+        for i in range(5):
+            m.send(new_message(f"r{i}@example.org", "Paced", "text", "<p>html</p>"))
+        elapsed = time.monotonic() - started
+    assert elapsed >= 4 / 20  # five messages at twenty a second: at least four gaps of 50 ms
+    assert len(sink.received) == 5 and len(sink.connections) == 1

@@ -313,10 +313,11 @@ class SmtpMailer:
 
     def _connect(self) -> smtplib.SMTP:
         c = self.config
+        smtp: smtplib.SMTP | None = None
         try:
             if c.ssl:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout,
-                                                      context=ssl.create_default_context())
+                smtp = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout,
+                                        context=ssl.create_default_context())
             else:
                 smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
                 smtp.ehlo()
@@ -326,9 +327,12 @@ class SmtpMailer:
             if c.username:
                 smtp.login(c.username, c.password or "")
         except smtplib.SMTPAuthenticationError as exc:
+            smtp.close()  # type: ignore[union-attr]
             raise MailConfigError(f"SMTP login to {c.host}:{c.port} refused: "
                                   f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
         except (smtplib.SMTPException, OSError) as exc:
+            if smtp is not None:
+                smtp.close()
             raise TemporaryFailure(f"cannot reach the mail server {c.host}:{c.port}: "
                                    f"{exc}") from None
         return smtp
