@@ -294,6 +294,9 @@ def init_app(app) -> None:  # noqa: ANN001
     app.register_blueprint(bp)
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the form's token lives with the session
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    # the cookie carries only the form's CSRF token; over https it is never sent in the clear
+    app.config.setdefault("SESSION_COOKIE_SECURE",
+                          str(app.config.get("BASE_URL") or "").startswith("https://"))
     csrf.init_app(app)
     from webapp import api
 
