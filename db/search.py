@@ -76,18 +76,18 @@ def _substring_clause(term: Term) -> sa.ColumnElement[bool]:
     return sa.or_(Article.title.ilike(pattern), Article.body.ilike(pattern))
 
 
+def _uses_fts(session: Session, query: ParsedQuery) -> bool:
+    return not query.is_empty and session.get_bind().dialect.name == "sqlite"
+
+
 def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str],
-              filters: Filters | None = None) -> sa.Select:
-    """SELECT Article.id (plus rank and snippet on SQLite) of everything that matches."""
-    use_fts = not query.is_empty and session.get_bind().dialect.name == "sqlite"
+              filters: Filters | None = None, ranked: bool = False) -> sa.Select:
+    """SELECT Article.id of everything that matches; RANKED adds the full-text rank (SQLite)."""
+    use_fts = _uses_fts(session, query)
     columns: list[sa.ColumnElement] = [Article.id.label("id")]
-    if use_fts:
-        columns += [
-            func.bm25(_fts_col, TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT).label("rank"),
-            # from the body or the summary: a snippet of the title would repeat the headline
-            func.snippet(_fts_col, 2, MARK_START, MARK_END, "…", 32).label("body_snippet"),
-            func.snippet(_fts_col, 1, MARK_START, MARK_END, "…", 32).label("summary_snippet"),
-        ]
+    if use_fts and ranked:
+        columns.append(
+            func.bm25(_fts_col, TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT).label("rank"))
     # a story told by several sources is listed once, under the article that first carried it
     # off-topic articles (filtered) are kept but never listed
     stmt = select(*columns).where(Article.story_id.is_(None), Article.filtered.is_(False))
@@ -137,6 +137,35 @@ def matching_articles(session: Session, query: ParsedQuery, concept_slugs: list[
                 .order_by(Article.added_at.desc(), Article.id.desc()))]
 
 
+_hits = sa.table("search_hits", sa.column("id"), sa.column("rank"))
+
+
+def _materialise(session: Session, stmt: sa.Select, with_rank: bool) -> sa.TableClause:
+    """STMT's ids (and ranks) in a temporary table of this connection, emptied first."""
+    connection = session.connection()
+    connection.exec_driver_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS search_hits (id INTEGER PRIMARY KEY, rank REAL)")
+    connection.exec_driver_sql("DELETE FROM search_hits")
+    columns = ["id", "rank"] if with_rank else ["id"]
+    connection.execute(sa.insert(_hits).from_select(columns, stmt))
+    return _hits
+
+
+def _snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[int, str]:
+    """The best snippet of each of IDS, from its body or summary (a snippet of the title would
+    repeat the headline)."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(_fts.c.rowid,
+               func.snippet(_fts_col, 2, MARK_START, MARK_END, "…", 32),
+               func.snippet(_fts_col, 1, MARK_START, MARK_END, "…", 32))
+        .select_from(_fts)
+        .where(_fts_col.op("MATCH")(to_fts5(query)), _fts.c.rowid.in_(ids)))
+    return {rowid: best for rowid, body, summary in rows
+            if (best := _best_snippet(body, summary)) is not None}
+
+
 def _best_snippet(*snippets: str | None) -> str | None:
     """The first snippet that shows a match; None (the page shows the summary) if none does."""
     return next((s for s in snippets if s and MARK_START in s), None)
@@ -156,22 +185,44 @@ def search_articles(
     concept_slugs = concept_slugs or []
     per_page = max(1, min(per_page, MAX_PER_PAGE))
     page = max(1, page)
-    matching = _matching(session, query, concept_slugs, filters).subquery()
-    total = session.scalar(select(func.count()).select_from(matching)) or 0
-
     newest = (Article.published_at.is_(None), Article.published_at.desc(), Article.id.desc())
-    has_rank = "rank" in matching.c
-    order = (matching.c.rank, *newest) if has_rank and sort != "date" else newest
-    extra = [matching.c.body_snippet, matching.c.summary_snippet] if has_rank else []
-    rows = session.execute(
-        select(Article, *extra)
-        .join(matching, matching.c.id == Article.id)
-        .options(selectinload(Article.source))
-        .order_by(*order)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
-    hits = [Hit(row[0], _best_snippet(*row[1:]) if has_rank else None) for row in rows]
+    use_fts = _uses_fts(session, query)
+    by_rank = use_fts and sort != "date"
+    matching: sa.Subquery | sa.TableClause
+    offset = (page - 1) * per_page
+    if facet_limit > 0 and session.get_bind().dialect.name == "sqlite":
+        # the count, the page and five facet queries all read the matches: find them once
+        matching = _materialise(session, _matching(session, query, concept_slugs, filters,
+                                                   ranked=by_rank), by_rank)
+        total = session.scalar(select(func.count()).select_from(matching)) or 0
+        if by_rank:  # the page's ids from the matches alone, then their articles
+            ids = list(session.scalars(select(_hits.c.id).order_by(_hits.c.rank,
+                                                                   _hits.c.id.desc())
+                                       .limit(per_page).offset(offset)))
+            loaded = {a.id: a for a in session.scalars(
+                select(Article).where(Article.id.in_(ids))
+                .options(selectinload(Article.source)))}
+            rows = [loaded[i] for i in ids if i in loaded]
+        else:
+            rows = list(session.scalars(
+                select(Article).where(Article.id.in_(select(_hits.c.id)))
+                .options(selectinload(Article.source))
+                .order_by(*newest).limit(per_page).offset(offset)))
+    else:
+        matching = _matching(session, query, concept_slugs, filters).subquery()
+        total = session.scalar(select(func.count()).select_from(matching)) or 0
+        ranked = _matching(session, query, concept_slugs, filters, ranked=by_rank).subquery()
+        order = (ranked.c.rank, *newest) if by_rank else newest
+        rows = list(session.scalars(
+            select(Article)
+            .join(ranked, ranked.c.id == Article.id)
+            .options(selectinload(Article.source))
+            .order_by(*order)
+            .limit(per_page)
+            .offset(offset)))
+    # snippets for the page's articles only: making one costs more than ranking a match
+    found_snippets = _snippets(session, query, [a.id for a in rows]) if use_fts else {}
+    hits = [Hit(article, found_snippets.get(article.id)) for article in rows]
     found = {}
     if facet_limit > 0:  # a list with no facets (the home page) skips counting them
         found = facets(session, matching, facet_limit)
@@ -179,7 +230,7 @@ def search_articles(
     return SearchPage(hits, total, page, per_page, found)
 
 
-def other_facets(session: Session, matching: sa.Subquery, limit: int
+def other_facets(session: Session, matching: sa.Subquery | sa.TableClause, limit: int
                  ) -> dict[str, list[FacetValue]]:
     """Matching articles by kind (news, paper, preprint, trial), source and year."""
     result: dict[str, list[FacetValue]] = {}
@@ -187,7 +238,7 @@ def other_facets(session: Session, matching: sa.Subquery, limit: int
     for label, column, order in (("KIND", Article.kind, None), ("SOURCE", Source.name, None),
                                  ("YEAR", year, year.desc())):
         stmt = (select(column, func.count()).select_from(Article)
-                .join(matching, matching.c.id == Article.id))
+                .where(Article.id.in_(select(matching.c.id))))
         if label == "SOURCE":
             stmt = stmt.join(Source, Source.id == Article.source_id)
         stmt = stmt.where(column.is_not(None)).group_by(column)
@@ -199,7 +250,8 @@ def other_facets(session: Session, matching: sa.Subquery, limit: int
     return result
 
 
-def facets(session: Session, matching: sa.Subquery, limit: int) -> dict[str, list[FacetValue]]:
+def facets(session: Session, matching: sa.Subquery | sa.TableClause, limit: int
+           ) -> dict[str, list[FacetValue]]:
     """Articles under each concept among the matching ones, by label, largest first.
 
     An article tagged with a concept counts for its ancestors too, as filtering on a concept

@@ -115,7 +115,7 @@ def _newest(params: SearchParams) -> tuple[SearchPage, dict[int, list[Concept]]]
     session = db_session()
     page = search_articles(  # a feed is read newest first, whatever the page sorts by
         session, params.parsed, params.slugs, page=params.page, per_page=FEED_SIZE, sort="date",
-        filters=params.others,
+        filters=params.others, facet_limit=0,  # a feed shows no facets
     )
     return page, concepts_for_articles(session, (hit.article.id for hit in page.hits))
 

@@ -204,7 +204,8 @@ def concept(kind: str, slug: str) -> Response | str:
     if right_kind != kind:  # /therapy/melanoma: the reader meant the cancer page
         return redirect(url_for("site.concept", kind=right_kind, slug=slug), code=308)
     ids = with_descendants(session, slug)
-    latest = search_articles(session, parse_query(""), [slug], per_page=10, sort="date")
+    latest = search_articles(session, parse_query(""), [slug], per_page=10, sort="date",
+                             facet_limit=0)  # the page shows no facets
     article_ids = [hit.article.id for hit in latest.hits]
     months = articles_per_month(session, ids)
     parents = lineage(session, found)
