@@ -67,7 +67,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Minutes between crawls of a source under `immunofeed run`, unless the sources file "
         "gives the source its own `interval`.",
     ),
-    Setting("REDIS_URL", "", "Redis URL for distributed crawling. Empty: crawl in one process."),
+    Setting("REDIS_URL", "", "Redis URL, e.g. redis://127.0.0.1:6379/0: the web workers share "
+            "their rate-limit counters there. Empty: each process counts alone."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

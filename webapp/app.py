@@ -20,6 +20,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         DATABASE_URL=settings.database_url(),
         BASE_URL=settings.get("BASE_URL"),
         SMTP_URL=settings.get("SMTP_URL"),
+        REDIS_URL=settings.get("REDIS_URL"),
         JSON_SORT_KEYS=False,
     )
     if test_config:

@@ -41,7 +41,9 @@ from webapp.topics import Topic, TopicError, parse_topics, stored_topics
 
 bp = Blueprint("subscribe", __name__)
 csrf = CSRFProtect()
-limiter = Limiter(get_remote_address, storage_uri="memory://")
+# counters in Redis when IMMUNOFEED_REDIS_URL is set, so every web worker shares them; in this
+# process's memory otherwise, and as the fallback while Redis cannot be reached
+limiter = Limiter(get_remote_address, in_memory_fallback_enabled=True)
 SUBSCRIBE_LIMIT = "5 per minute; 30 per day"  # per client address
 MAX_EMAIL_CHARS = 320
 ACCEPTED = ("If that address can receive email, a confirmation link is on its way. The digest "
@@ -297,6 +299,9 @@ def init_app(app) -> None:  # noqa: ANN001
     # the cookie carries only the form's CSRF token; over https it is never sent in the clear
     app.config.setdefault("SESSION_COOKIE_SECURE",
                           str(app.config.get("BASE_URL") or "").startswith("https://"))
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", "immunofeed")
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)  # Redis down: still answer
     csrf.init_app(app)
     from webapp import api
 
