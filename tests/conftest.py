@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from crawler.samplesite import SampleSite, render
 from crawler.sources import SourceConfig, write_sources
@@ -127,3 +129,27 @@ def tagged_db(db_url: str) -> str:
                 extra={"labels": {"types": ["trial-result"], "phase": "3",
                                   "settings": ["first-line"]}} if i == 2 else {}))
     return db_url
+
+
+PG_URL = os.environ.get("IMMUNOFEED_TEST_POSTGRES_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_url():
+    """A schema of its own on the real PostgreSQL server, as a database URL; dropped after."""
+    engine = sa.create_engine(PG_URL)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {exc.orig}")
+        pytest.skip(f"no PostgreSQL at {PG_URL}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with engine.begin() as c:
+        c.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    with engine.begin() as c:
+        c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()

@@ -1,38 +1,11 @@
 """The same storage code on a real PostgreSQL server (full first-class support, with its own
 search index, comes later; this proves migrations, the upsert and filters work there today)."""
 
-import os
-import uuid
-
-import pytest
-import sqlalchemy as sa
 
 from db.articles import ArticleData, upsert_article
 from db.query import parse_query
 from db.search import search_articles
 from db.session import session_scope
-
-PG_URL = os.environ.get("IMMUNOFEED_TEST_POSTGRES_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture
-def pg_url():
-    engine = sa.create_engine(PG_URL)
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc.orig}")
-        pytest.skip(f"no PostgreSQL at {PG_URL}")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with engine.begin() as c:
-        c.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with engine.begin() as c:
-        c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
 
 
 def test_migrate_upsert_and_search_on_postgres(pg_url):

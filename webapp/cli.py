@@ -323,6 +323,48 @@ def demo(port: int, sample_port: int) -> None:
     _serve("127.0.0.1", port)
 
 
+@cli.group("db")
+def db_group() -> None:
+    """Database tasks."""
+
+
+@db_group.command("copy")
+@click.option("--from", "source", required=True, metavar="URL",
+              help="The database to copy (a SQLAlchemy URL).")
+@click.option("--to", "target", required=True, metavar="URL",
+              help="An empty database to copy it into, e.g. postgresql+psycopg://user@host/db.")
+@friendly_errors
+def db_copy(source: str, target: str) -> None:
+    """Copy every article, concept, source and subscriber from one database to another (for
+    example SQLite to PostgreSQL), with a progress bar. The target gets the schema first and
+    must hold no data."""
+    from db.copy import CopyError, check_source, copy_database
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    def reason(exc: SQLAlchemyError) -> str:
+        return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+
+    try:
+        total = check_source(source)
+    except CopyError as exc:
+        raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"cannot read {_safe_url(source)}: {reason(exc)}") from None
+    try:
+        with click.progressbar(length=total, label="copying", file=sys.stderr,
+                               show_pos=True) as bar:
+            copied = copy_database(source, target, progress=bar.update)
+    except CopyError as exc:
+        raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"cannot copy into {_safe_url(target)}: {reason(exc)}"
+                                   ) from None
+    prepare_database(target)  # the vocabulary of this version, over the copied concepts
+    click.echo(f"copied {sum(copied.values())} rows into {_safe_url(target)}: "
+               + ", ".join(f"{n} {name}" for name, n in copied.items() if n))
+
+
 @cli.command("run")
 @click.option("--sources", "sources_file", type=click.Path(dir_okay=False),
               help="TOML file of sources (default: IMMUNOFEED_SOURCES or crawler/sources.toml).")
