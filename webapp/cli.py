@@ -338,9 +338,9 @@ def db_copy(source: str, target: str) -> None:
     """Copy every article, concept, source and subscriber from one database to another (for
     example SQLite to PostgreSQL), with a progress bar. The target gets the schema first and
     must hold no data."""
-    from db.copy import CopyError, check_source, copy_database
-
     from sqlalchemy.exc import SQLAlchemyError
+
+    from db.copy import CopyError, check_source, copy_database
 
     def reason(exc: SQLAlchemyError) -> str:
         return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
