@@ -622,3 +622,25 @@ def test_the_rate_is_bounded(sink):
         elapsed = time.monotonic() - started
     assert elapsed >= 4 / 20  # five messages at twenty a second: at least four gaps of 50 ms
     assert len(sink.received) == 5 and len(sink.connections) == 1
+
+
+def test_a_read_only_database_serves_reads_and_answers_503_to_writes(tagged_db, sink):
+    """A database opened read-only (a replica, a full disk remounted read-only): pages read as
+    usual; subscribing answers a clear 503, never a stack trace."""
+    from webapp import create_app
+
+    path = tagged_db.removeprefix("sqlite:///")
+    read_only = f"sqlite:///file:{path}?mode=ro&uri=true"
+    app = create_app({"TESTING": True, "DATABASE_URL": read_only, "SMTP_URL": sink.url,
+                      "BASE_URL": BASE})
+    limiter.reset()
+    client = app.test_client()
+    assert client.get("/search?q=melanoma").status_code == 200
+    form = client.get("/subscribe?topic=melanoma")
+    assert form.status_code == 503 and "not available right now" in form.text
+    api = client.post("/api/v1/subscriptions", json={"email": "ro@example.org",
+                                                     "topics": ["melanoma"]})
+    assert api.status_code == 503 and api.get_json()["error"]["status"] == 503
+    for answer in (form, api):
+        assert "Traceback" not in answer.text and "sqlite3" not in answer.text
+    assert sink.messages == []

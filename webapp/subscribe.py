@@ -126,7 +126,16 @@ def request_subscription(session: Session, wanted: Request) -> None:
 # -- the form ----------------------------------------------------------------------------------
 
 def _form(status: int = 200, **context: object) -> tuple[str, int]:
+    _need_signing_key()
     return render_template("subscribe.html", frequencies=FREQUENCIES, **context), status
+
+
+def _need_signing_key() -> None:
+    """Forms carry a signed token: without the key (a database that cannot be written to
+    make one) they cannot be offered."""
+    if not current_app.secret_key:
+        abort(503, description="Email subscriptions are not available right now. Please try "
+                               "again later.")
 
 
 @bp.get("/subscribe")
@@ -201,6 +210,7 @@ def _managed(token: str) -> Subscriber:
 @bp.get("/subscriptions/<token>")
 def manage(token: str) -> str:
     subscriber = _managed(token)
+    _need_signing_key()
     return render_template("subscription.html", subscriber=subscriber, token=token,
                            topics=stored_topics(db_session(), subscriber.topics),
                            frequencies=FREQUENCIES)
