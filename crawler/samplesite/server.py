@@ -27,6 +27,13 @@ class _Server(ThreadingHTTPServer):
     # and each dropped one then waits a second or more for TCP to retry
     request_queue_size = 256
 
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client hung up (a crawler cancelling an oversized page): not news
+        super().handle_error(request, client_address)
+
 
 class SampleSite:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, static: Path | None = None):
@@ -35,8 +42,9 @@ class SampleSite:
         # path -> answers to give before the real one: (status, headers), for fault tests
         self.faults: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self.conditional_hits: Counter[str] = Counter()
-        # path -> handler(query) -> (status, content type, body): replayed API responses in tests
-        self.routes: dict[str, Callable[[dict[str, list[str]]], tuple[int, str, bytes]]] = {}
+        # path -> handler(query) -> (status, content type, body[, headers]): replayed API
+        # responses and hostile pages in tests
+        self.routes: dict[str, Callable[[dict[str, list[str]]], tuple]] = {}
         self.requests: list[tuple[float, str, dict[str, list[str]]]] = []  # (time, path, query)
         self.page_delay = 0.0  # seconds before each article page is answered (slow-site tests)
         self._server = _Server((host, port), self._handler())
@@ -106,11 +114,16 @@ class SampleSite:
                     return
                 if path.startswith("/articles/") and site.page_delay:
                     time.sleep(site.page_delay)
+                extra: dict[str, str] = {}
                 if path in site.routes:
-                    status, content_type, body = site.routes[path](parse_qs(parts.query))
+                    status, content_type, body, *more = site.routes[path](parse_qs(parts.query))
+                    extra = more[0] if more else {}
                 else:
                     status, content_type, body = site.route(path)
                 headers = {}
+                if extra:
+                    self._answer(status, content_type, body, extra)
+                    return
                 if status == 200 and path != "/robots.txt":
                     etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
                     headers = {"ETag": etag, "Last-Modified": LAST_MODIFIED}
