@@ -1,12 +1,15 @@
 """Search and listing of articles: full text, concept filters (parents include children),
 facet counts and highlighted snippets.
 
-SQLite uses the FTS5 index kept by triggers (bm25, title weighted above summary above body).
-Other backends get a plain substring match until their own index lands.
+SQLite uses the FTS5 index kept by triggers (bm25, title weighted above summary above body);
+PostgreSQL a weighted tsvector column (title A, summary B, body C) the database keeps itself,
+under a GIN index (migration 0005), ranked by ts_rank_cd, snippets by ts_headline. Any other
+backend gets a plain substring match.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -76,6 +79,41 @@ def _substring_clause(term: Term) -> sa.ColumnElement[bool]:
     return sa.or_(Article.title.ilike(pattern), Article.body.ilike(pattern))
 
 
+# PostgreSQL: the weighted tsvector that migration 0005 keeps on each article
+_vector = sa.literal_column("articles.search_vector")
+_PG_CONFIG = "english"
+
+
+def _pg_term(term: Term) -> sa.ColumnElement:
+    if term.prefix:
+        word = re.sub(r"\W", "", term.text)
+        if word:
+            return func.to_tsquery(_PG_CONFIG, word + ":*")
+    return func.phraseto_tsquery(_PG_CONFIG, term.text)
+
+
+def _pg_tsquery(groups: list[list[Term]]) -> sa.ColumnElement:
+    """The tsquery for AND-ed groups of OR-ed terms (each term a phrase or a prefix)."""
+    combined = None
+    for group in groups:
+        either = _pg_term(group[0])
+        for term in group[1:]:
+            either = func.tsquery_or(either, _pg_term(term))
+        combined = either if combined is None else func.tsquery_and(combined, either)
+    assert combined is not None
+    return combined
+
+
+def _pg_match(query: ParsedQuery) -> sa.ColumnElement[bool]:
+    """Whether an article matches QUERY, through the tsvector's GIN index."""
+    clauses = []
+    if query.groups:
+        clauses.append(_vector.op("@@")(_pg_tsquery(query.groups)))
+    if query.excluded:
+        clauses.append(sa.not_(_vector.op("@@")(_pg_tsquery([query.excluded]))))
+    return sa.and_(*clauses)
+
+
 def _uses_fts(session: Session, query: ParsedQuery) -> bool:
     return not query.is_empty and session.get_bind().dialect.name == "sqlite"
 
@@ -95,6 +133,11 @@ def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str],
         stmt = stmt.join(_fts, _fts.c.rowid == Article.id).where(
             _fts_col.op("MATCH")(to_fts5(query))
         )
+    elif not query.is_empty and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.where(_pg_match(query))
+        if ranked and query.groups:
+            stmt = stmt.add_columns(
+                (-func.ts_rank_cd(_vector, _pg_tsquery(query.groups))).label("rank"))
     elif not query.is_empty:
         for group in query.groups:
             stmt = stmt.where(sa.or_(*(_substring_clause(t) for t in group)))
@@ -166,6 +209,21 @@ def _snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[int,
             if (best := _best_snippet(body, summary)) is not None}
 
 
+def _pg_snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[int, str]:
+    """As _snippets, by PostgreSQL's ts_headline."""
+    if not ids:
+        return {}
+    tsquery = _pg_tsquery(query.groups)
+    options = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=30, MinWords=12"
+    rows = session.execute(
+        select(Article.id,
+               func.ts_headline(_PG_CONFIG, Article.body, tsquery, options),
+               func.ts_headline(_PG_CONFIG, Article.summary, tsquery, options))
+        .where(Article.id.in_(ids)))
+    return {article_id: best for article_id, body, summary in rows
+            if (best := _best_snippet(body, summary)) is not None}
+
+
 def _best_snippet(*snippets: str | None) -> str | None:
     """The first snippet that shows a match; None (the page shows the summary) if none does."""
     return next((s for s in snippets if s and MARK_START in s), None)
@@ -187,7 +245,8 @@ def search_articles(
     page = max(1, page)
     newest = (Article.published_at.is_(None), Article.published_at.desc(), Article.id.desc())
     use_fts = _uses_fts(session, query)
-    by_rank = use_fts and sort != "date"
+    postgres = session.get_bind().dialect.name == "postgresql"
+    by_rank = (use_fts or (postgres and bool(query.groups))) and sort != "date"
     matching: sa.Subquery | sa.TableClause
     offset = (page - 1) * per_page
     if facet_limit > 0 and session.get_bind().dialect.name == "sqlite":
@@ -221,7 +280,11 @@ def search_articles(
             .limit(per_page)
             .offset(offset)))
     # snippets for the page's articles only: making one costs more than ranking a match
-    found_snippets = _snippets(session, query, [a.id for a in rows]) if use_fts else {}
+    found_snippets = {}
+    if use_fts:
+        found_snippets = _snippets(session, query, [a.id for a in rows])
+    elif postgres and query.groups:
+        found_snippets = _pg_snippets(session, query, [a.id for a in rows])
     hits = [Hit(article, found_snippets.get(article.id)) for article in rows]
     found = {}
     if facet_limit > 0:  # a list with no facets (the home page) skips counting them

@@ -1,5 +1,5 @@
-"""The same storage code on a real PostgreSQL server (full first-class support, with its own
-search index, comes later; this proves migrations, the upsert and filters work there today)."""
+"""The same storage code on a real PostgreSQL server: migrations, the upsert, filters and the
+full-text search through PostgreSQL's own weighted tsvector and GIN index."""
 
 
 from db.articles import ArticleData, upsert_article
@@ -72,3 +72,51 @@ def test_concept_page_counts_on_postgres(pg_url):
     assert sum(n for _, n in months) == 3 and months[-1][0] == now.strftime("%Y-%m")
     assert [(c.slug, n) for c, n in together["CANCER"]] == [
         ("melanoma", 2), ("renal-cell-carcinoma", 1)]
+
+
+def test_full_text_search_on_postgres_is_weighted_stemmed_and_indexed(pg_url):
+    """Search through the articles' weighted tsvector (title A, summary B, body C) and its GIN
+    index: stemming, phrases, OR, -word, prefix*, ranking and highlighted snippets."""
+    import sqlalchemy as sa
+
+    from db.search import MARK_START
+    from db.session import get_engine
+    from webapp.cli import prepare_database
+
+    prepare_database(pg_url)
+    texts = {
+        "Nivolumab for melanoma": "A phase 3 trial of nivolumab.",
+        "Checkpoint inhibitors this year": "Trials in advanced melanoma and other cancers.",
+        "Two melanomas treated": "Both patients responded to the combination.",
+        "A mouse model": "Melanoma grew slowly in the mouse model.",
+        "Pembrolizumab approval": "The agency approved pembrolizumab for advanced disease.",
+    }
+    with session_scope(pg_url) as s:
+        for n, (title, body) in enumerate(texts.items()):
+            upsert_article(s, ArticleData(canonical_url=f"https://news.example/pg{n}",
+                                          url=f"https://news.example/pg{n}", title=title,
+                                          body=body))
+
+    def titles(q: str, sort: str = "relevance") -> list[str]:
+        with session_scope(pg_url) as s:
+            return [h.article.title for h in search_articles(s, parse_query(q), sort=sort).hits]
+
+    found = titles("melanoma")
+    # in the title outweighs in the body
+    assert set(found[:2]) == {"Nivolumab for melanoma", "Two melanomas treated"}
+    assert set(found) == {"Nivolumab for melanoma", "Checkpoint inhibitors this year",
+                          "Two melanomas treated", "A mouse model"}  # melanomas: stemmed
+    assert "A mouse model" not in titles("melanoma -mouse")
+    assert titles('"advanced melanoma"') == ["Checkpoint inhibitors this year"]
+    assert set(titles("nivolumab OR pembrolizumab")) == {"Nivolumab for melanoma",
+                                                         "Pembrolizumab approval"}
+    assert titles("pembro*") == ["Pembrolizumab approval"]
+    with session_scope(pg_url) as s:
+        [hit] = search_articles(s, parse_query("combination"), []).hits
+        assert hit.snippet and MARK_START in hit.snippet
+    with get_engine(pg_url).connect() as c:
+        c.execute(sa.text("SET enable_seqscan = off"))  # five rows: force the index's use
+        plan = "\n".join(r[0] for r in c.execute(sa.text(
+            "EXPLAIN SELECT id FROM articles WHERE search_vector @@ "
+            "websearch_to_tsquery('english', 'melanoma')")))
+    assert "ix_articles_search_vector" in plan
