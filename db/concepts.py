@@ -125,10 +125,11 @@ def children_of(session: Session, slug: str) -> list[Concept]:
 
 def _visible_tagged(concept_ids: set[int]) -> sa.Select[tuple[int]]:
     """Ids of the articles tagged with any of CONCEPT_IDS that readers see (not filtered)."""
-    return (select(ArticleConcept.article_id)
-            .join(Article, Article.id == ArticleConcept.article_id)
-            .where(ArticleConcept.concept_id.in_(concept_ids), Article.filtered.is_(False))
-            .distinct())
+    # each article once without a DISTINCT over the join (several times quicker on SQLite)
+    return (select(Article.id.label("article_id"))
+            .where(Article.filtered.is_(False),
+                   Article.id.in_(select(ArticleConcept.article_id)
+                                  .where(ArticleConcept.concept_id.in_(concept_ids)))))
 
 
 def count_visible_tagged(session: Session, concept_ids: set[int]) -> int:
@@ -165,7 +166,8 @@ def co_occurring(session: Session, concept_ids: set[int], limit: int = 12,
     with how many articles they share (for a drug: the cancers it is reported in). LEAVE_OUT:
     concepts not to list (a drug's own classes say nothing new)."""
     tagged = _visible_tagged(concept_ids).subquery()
-    shared = func.count(sa.distinct(ArticleConcept.article_id))
+    # one row per (article, concept), and each tagged article once: a plain count is distinct
+    shared = func.count()
     rows = session.execute(
         select(Concept, shared)
         .join(ArticleConcept, ArticleConcept.concept_id == Concept.id)
