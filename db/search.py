@@ -118,10 +118,19 @@ def _uses_fts(session: Session, query: ParsedQuery) -> bool:
     return not query.is_empty and session.get_bind().dialect.name == "sqlite"
 
 
+def _rankable(session: Session, query: ParsedQuery) -> bool:
+    """Whether this backend's full-text index can rank and make snippets for QUERY (a query
+    of exclusions alone has nothing to rank by)."""
+    dialect = session.get_bind().dialect.name
+    return bool(query.groups) and dialect in ("sqlite", "postgresql")
+
+
 def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str],
               filters: Filters | None = None, ranked: bool = False) -> sa.Select:
-    """SELECT Article.id of everything that matches; RANKED adds the full-text rank (SQLite)."""
+    """SELECT Article.id of everything that matches; RANKED adds the full-text rank (lower
+    is better) where _rankable."""
     use_fts = _uses_fts(session, query)
+    ranked = ranked and _rankable(session, query)
     columns: list[sa.ColumnElement] = [Article.id.label("id")]
     if use_fts and ranked:
         columns.append(
@@ -135,7 +144,7 @@ def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str],
         )
     elif not query.is_empty and session.get_bind().dialect.name == "postgresql":
         stmt = stmt.where(_pg_match(query))
-        if ranked and query.groups:
+        if ranked:
             stmt = stmt.add_columns(
                 (-func.ts_rank_cd(_vector, _pg_tsquery(query.groups))).label("rank"))
     elif not query.is_empty:
@@ -244,12 +253,12 @@ def search_articles(
     per_page = max(1, min(per_page, MAX_PER_PAGE))
     page = max(1, page)
     newest = (Article.published_at.is_(None), Article.published_at.desc(), Article.id.desc())
-    use_fts = _uses_fts(session, query)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    by_rank = (use_fts or (postgres and bool(query.groups))) and sort != "date"
+    rankable = _rankable(session, query)
+    by_rank = rankable and sort != "date"
     matching: sa.Subquery | sa.TableClause
     offset = (page - 1) * per_page
-    if facet_limit > 0 and session.get_bind().dialect.name == "sqlite":
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if facet_limit > 0 and sqlite:
         # the count, the page and five facet queries all read the matches: find them once
         matching = _materialise(session, _matching(session, query, concept_slugs, filters,
                                                    ranked=by_rank), by_rank)
@@ -267,24 +276,22 @@ def search_articles(
                 select(Article).where(Article.id.in_(select(_hits.c.id)))
                 .options(selectinload(Article.source))
                 .order_by(*newest).limit(per_page).offset(offset)))
-    else:
-        matching = _matching(session, query, concept_slugs, filters).subquery()
+    else:  # the count leaves the rank column unread, so the database skips it
+        matching = _matching(session, query, concept_slugs, filters, ranked=by_rank).subquery()
         total = session.scalar(select(func.count()).select_from(matching)) or 0
-        ranked = _matching(session, query, concept_slugs, filters, ranked=by_rank).subquery()
-        order = (ranked.c.rank, *newest) if by_rank else newest
+        order = (matching.c.rank, *newest) if by_rank else newest
         rows = list(session.scalars(
             select(Article)
-            .join(ranked, ranked.c.id == Article.id)
+            .join(matching, matching.c.id == Article.id)
             .options(selectinload(Article.source))
             .order_by(*order)
             .limit(per_page)
             .offset(offset)))
     # snippets for the page's articles only: making one costs more than ranking a match
     found_snippets = {}
-    if use_fts:
-        found_snippets = _snippets(session, query, [a.id for a in rows])
-    elif postgres and query.groups:
-        found_snippets = _pg_snippets(session, query, [a.id for a in rows])
+    if rankable:
+        snippets = _snippets if sqlite else _pg_snippets
+        found_snippets = snippets(session, query, [a.id for a in rows])
     hits = [Hit(article, found_snippets.get(article.id)) for article in rows]
     found = {}
     if facet_limit > 0:  # a list with no facets (the home page) skips counting them
