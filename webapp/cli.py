@@ -407,6 +407,21 @@ def _site_links(url: str):  # -> webapp.mail.SiteLinks
         return SiteLinks(base, LinkSigner(secret_key(session)))
 
 
+def _subscriber_or_fail(session, email: str):  # noqa: ANN001, ANN202
+    """The subscriber at EMAIL (as typed: normalised first), or a one-line error."""
+    from db.subscriptions import find_subscriber
+    from webapp.subscribe import SubscriptionError, normalise_email
+
+    try:
+        address = normalise_email(email)
+    except SubscriptionError as exc:
+        raise click.ClickException(str(exc)) from None
+    subscriber = find_subscriber(session, address)
+    if subscriber is None:
+        raise click.ClickException(f"no subscriber {address}")
+    return subscriber
+
+
 @digest.command("send")
 @click.option("--frequency", type=click.Choice(["daily", "weekly"]), required=True,
               help="Which subscribers' digests to send.")
@@ -449,23 +464,14 @@ def digest_send(frequency: str, dry_run: bool, jobs: int | None) -> None:
 def digest_preview(email: str, output: str) -> None:
     """Write EMAIL's next digest to an HTML file and print its text part (nothing is sent)."""
     from db.session import session_scope
-    from db.subscriptions import find_subscriber
     from webapp.digest import preview
     from webapp.mail import text_and_html
-    from webapp.subscribe import SubscriptionError, normalise_email
 
     url = settings.database_url()
     prepare_database(url)
     links = _site_links(url)
-    try:
-        address = normalise_email(email)
-    except SubscriptionError as exc:
-        raise click.ClickException(str(exc)) from None
     with session_scope(url) as session:
-        subscriber = find_subscriber(session, address)
-        if subscriber is None:
-            raise click.ClickException(f"no subscriber {address}")
-        digest, message = preview(session, subscriber, links)
+        digest, message = preview(session, _subscriber_or_fail(session, email), links)
     text, html = text_and_html(message)
     try:
         Path(output).write_text(html, encoding="utf-8")
@@ -484,20 +490,14 @@ def digest_preview(email: str, output: str) -> None:
 def digest_unsubscribe(email: str) -> None:
     """Unsubscribe EMAIL (for requests that reach the List-Unsubscribe mailbox)."""
     from db.session import session_scope
-    from db.subscriptions import find_subscriber, unsubscribe
-    from webapp.subscribe import SubscriptionError, normalise_email
+    from db.subscriptions import unsubscribe
 
     url = settings.database_url()
     prepare_database(url)
-    try:
-        address = normalise_email(email)
-    except SubscriptionError as exc:
-        raise click.ClickException(str(exc)) from None
     with session_scope(url) as session:
-        subscriber = find_subscriber(session, address)
-        if subscriber is None:
-            raise click.ClickException(f"no subscriber {address}")
+        subscriber = _subscriber_or_fail(session, email)
         unsubscribe(subscriber)
+        address = subscriber.email
     click.echo(f"unsubscribed {address}")
 
 

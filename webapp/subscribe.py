@@ -4,6 +4,7 @@ and unsubscribing (a visible link and RFC 8058 one-click POST). The JSON endpoin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
@@ -74,12 +75,16 @@ def normalise_email(raw: object) -> str:
     return address.lower()
 
 
+def _check_frequency(frequency: object) -> None:
+    if frequency not in FREQUENCIES:
+        raise SubscriptionError(f"frequency must be one of {', '.join(FREQUENCIES)}.")
+
+
 def read_request(session: Session, email: object, topics: object,
                  frequency: object) -> Request:
     """Validate a subscription request from the form or the API."""
     address = normalise_email(email)
-    if frequency not in FREQUENCIES:
-        raise SubscriptionError(f"frequency must be one of {', '.join(FREQUENCIES)}.")
+    _check_frequency(frequency)
     if not isinstance(topics, list):
         raise SubscriptionError("topics must be a list of concept slugs or search URLs.")
     try:
@@ -197,14 +202,21 @@ def confirm(token: str) -> str:
                            token=links.signer.manage_token(subscriber.id, subscriber.key))
 
 
-def _managed(token: str) -> Subscriber:
+def _subscriber_of(token: str, read: Callable[[LinkSigner, str], tuple[int, str] | None],
+                   invalid: str) -> Subscriber:
+    """The subscriber a signed link's TOKEN names (READ checks it is a link of its kind), or a
+    404 saying INVALID."""
     session = db_session()
-    found = _signer(session).read_manage(token)
+    found = read(_signer(session), token)
     subscriber = subscriber_by_key(session, *found) if found else None
     if subscriber is None:
-        abort(404, description="This link is not valid (or the subscription no longer "
-                               "exists).")
+        abort(404, description=invalid)
     return subscriber
+
+
+def _managed(token: str) -> Subscriber:
+    return _subscriber_of(token, LinkSigner.read_manage,
+                          "This link is not valid (or the subscription no longer exists).")
 
 
 @bp.get("/subscriptions/<token>")
@@ -237,8 +249,7 @@ def manage_post(token: str) -> tuple[str, int]:
         raw += [line for line in request.form.get("add", "").splitlines() if line.strip()]
         frequency = request.form.get("frequency", subscriber.frequency)
         try:
-            if frequency not in FREQUENCIES:
-                raise SubscriptionError(f"frequency must be one of {', '.join(FREQUENCIES)}.")
+            _check_frequency(frequency)
             topics = parse_topics(session, raw)
         except TopicError as exc:
             error = f"Topics: {exc}."
@@ -259,13 +270,9 @@ def manage_post(token: str) -> tuple[str, int]:
 
 
 def _unsubscribing(token: str) -> Subscriber:
-    session = db_session()
-    found = _signer(session).read_unsubscribe(token)
-    subscriber = subscriber_by_key(session, *found) if found else None
-    if subscriber is None:
-        abort(404, description="This unsubscribe link is not valid (or the subscription no "
-                               "longer exists).")
-    return subscriber
+    return _subscriber_of(token, LinkSigner.read_unsubscribe,
+                          "This unsubscribe link is not valid (or the subscription no longer "
+                          "exists).")
 
 
 @bp.get("/unsubscribe/<token>")
