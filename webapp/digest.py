@@ -18,8 +18,8 @@ import signal
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.message import Message
 
@@ -254,13 +254,11 @@ class SendReport:
     deferred: int = 0  # the server asked to try later: left for the next run
     skipped: int = 0  # already done this period
     stopped: str | None = None  # why the run stopped early
-    errors: list[str] = field(default_factory=list)
 
     def merge(self, other: SendReport) -> None:
         for name in ("sent", "empty", "failed", "deferred", "skipped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.stopped = self.stopped or other.stopped
-        self.errors += other.errors
 
     def line(self) -> str:
         parts = [f"{self.sent} sent", f"{self.empty} empty (not sent)",
@@ -427,8 +425,8 @@ def _insert_new(session: Session):  # noqa: ANN202
 
 
 def send_digests(url: str, frequency: str, links: SiteLinks, mailer, *,  # noqa: ANN001
-                 now: datetime | None = None, dry_run: bool = False, jobs: int = 1,
-                 progress: Callable[[int], None] | None = None) -> SendReport:
+                 now: datetime | None = None, dry_run: bool = False, jobs: int = 1
+                 ) -> SendReport:
     """Send this period's digest to every active FREQUENCY subscriber that has not had it.
 
     With JOBS > 1 the subscribers are split between that many forked processes, each with its
@@ -436,7 +434,7 @@ def send_digests(url: str, frequency: str, links: SiteLinks, mailer, *,  # noqa:
     build every due digest and count them, recording and sending nothing."""
     now = now or utcnow()
     if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return _send_share(url, frequency, links, mailer, now, dry_run, progress, (0, 1))
+        return _send_share(url, frequency, links, mailer, now, dry_run, (0, 1))
     context = multiprocessing.get_context("fork")
     pipes, workers = [], []
     for k in range(jobs):
@@ -471,8 +469,7 @@ def _worker(pipe, url: str, frequency: str, links: SiteLinks, mailer,  # noqa: A
     _die_with_parent()
     reset_after_fork()
     try:
-        pipe.send(("report", _send_share(url, frequency, links, mailer, now, dry_run, None,
-                                         share)))
+        pipe.send(("report", _send_share(url, frequency, links, mailer, now, dry_run, share)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         pipe.send(("error", exc))
     finally:
@@ -489,8 +486,7 @@ def _die_with_parent() -> None:
 
 
 def _send_share(url: str, frequency: str, links: SiteLinks, mailer, now: datetime,  # noqa: ANN001
-                dry_run: bool, progress: Callable[[int], None] | None,
-                share: tuple[int, int]) -> SendReport:
+                dry_run: bool, share: tuple[int, int]) -> SendReport:
     period = period_key(frequency, now)
     report = SendReport()
     recorder = None if dry_run else _Recorder(url, period, mailer, report)
@@ -516,8 +512,6 @@ def _send_share(url: str, frequency: str, links: SiteLinks, mailer, now: datetim
                 if recorder is not None and new_rows:
                     recorder.queue.put(new_rows)
                 for subscriber in subscribers:
-                    if progress:
-                        progress(1)
                     if recorder is not None and recorder.stop.is_set():
                         break
                     delivery = deliveries[subscriber.id]
