@@ -6,6 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 PYTEST_ARGS ?=
+# `make test DB=postgres` runs the whole suite on PostgreSQL (each test in a schema of its own).
+DB ?= sqlite
+POSTGRES_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 .PHONY: setup dev demo test lint clean
 
@@ -31,7 +34,13 @@ demo: setup
 	$(BIN)/immunofeed demo --port $(PORT)
 
 test: dev
+ifeq ($(DB),postgres)
+	IMMUNOFEED_TEST_DATABASE_URL=$(POSTGRES_TEST_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+else ifeq ($(DB),sqlite)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+else
+	@echo "error: DB must be sqlite or postgres, not '$(DB)'" >&2; exit 2
+endif
 
 lint: dev
 	$(BIN)/ruff check crawler nlp db webapp tests bench

@@ -190,7 +190,7 @@ def update_tags(session: Session, article: Article, tags: TagUpdate,
     return True
 
 
-MAX_ID = 2**63 - 1  # the largest id a database integer column holds
+MAX_ID = 2**31 - 1  # the largest id the column holds (INTEGER: 32 bits on PostgreSQL)
 
 
 def get_article(session: Session, article_id: int) -> Article | None:

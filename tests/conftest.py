@@ -1,8 +1,13 @@
-"""Shared fixtures: temporary SQLite databases, the Flask app and client, the local sample site,
-and a helper that runs the real `immunofeed` command in a subprocess."""
+"""Shared fixtures: temporary databases, the Flask app and client, the local sample site, and a
+helper that runs the real `immunofeed` command in a subprocess.
+
+Tests get their databases from `new_db_url`: SQLite files by default, or, when
+IMMUNOFEED_TEST_DATABASE_URL names a PostgreSQL server (`make test DB=postgres`), a schema of
+their own there, dropped when the run ends. Tests about one backend name it themselves."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +32,67 @@ FAST = ["-s", "DOWNLOAD_DELAY=0", "-s", "AUTOTHROTTLE_ENABLED=false"]
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
+
+
+# The backend the whole suite runs on: unset means SQLite files under each test's tmp_path.
+TEST_DATABASE_URL = os.environ.get("IMMUNOFEED_TEST_DATABASE_URL", "")
+PG_URL = os.environ.get("IMMUNOFEED_TEST_POSTGRES_URL",
+                        TEST_DATABASE_URL or "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+_schemas: list[str] = []
+
+
+def _pg_engine() -> sa.Engine:
+    engine = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI") or TEST_DATABASE_URL:
+            pytest.fail(f"PostgreSQL is required here: {exc.orig}")
+        pytest.skip(f"no PostgreSQL at {PG_URL}")
+    return engine
+
+
+def new_pg_url() -> str:
+    """A new, empty schema on the PostgreSQL server, as a database URL (dropped at the end)."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with _pg_engine().begin() as c:
+        c.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    _schemas.append(schema)
+    url = sa.engine.make_url(PG_URL)
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False)
+
+
+def new_db_url(folder: Path, name: str = "immunofeed.db") -> str:
+    """A new, empty database on the backend this run targets."""
+    if TEST_DATABASE_URL.startswith("postgresql"):
+        return new_pg_url()
+    if TEST_DATABASE_URL and not TEST_DATABASE_URL.startswith("sqlite"):
+        pytest.fail(f"IMMUNOFEED_TEST_DATABASE_URL: unsupported backend {TEST_DATABASE_URL!r}")
+    return sqlite_url(folder / name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_schemas() -> Iterator[None]:
+    yield
+    if not _schemas:
+        return
+    from db.session import reset_after_fork
+
+    reset_after_fork()  # this process's cached engines: their connections go before the drop
+    import gc
+
+    gc.collect()
+    engine = _pg_engine()
+    for schema in _schemas:  # one transaction each: dropping hundreds at once runs out of locks
+        with engine.begin() as c:
+            c.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+
+
+def stored_json(value: object) -> object:
+    """A JSON column read with plain SQL: text on SQLite, already decoded on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def cli_env(db_url: str | None = None, **settings: str) -> dict[str, str]:
@@ -61,7 +127,7 @@ def db_url(tmp_path: Path) -> str:
     """A fresh, migrated database with the vocabulary loaded."""
     from webapp.cli import prepare_database
 
-    url = sqlite_url(tmp_path / "immunofeed.db")
+    url = new_db_url(tmp_path)
     prepare_database(url)
     return url
 
@@ -89,7 +155,7 @@ def sample_sources_file(sample_site: SampleSite, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="session")
 def crawled_db(sample_sources_file: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A database filled by one real crawl of the sample site (read-only for the tests)."""
-    url = sqlite_url(tmp_path_factory.mktemp("crawled") / "immunofeed.db")
+    url = new_db_url(tmp_path_factory.mktemp("crawled"))
     result = run_cli("crawl", "--sources", str(sample_sources_file), *FAST, db_url=url)
     assert result.returncode == 0, result.stderr
     return url
@@ -131,25 +197,7 @@ def tagged_db(db_url: str) -> str:
     return db_url
 
 
-PG_URL = os.environ.get("IMMUNOFEED_TEST_POSTGRES_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
 @pytest.fixture
-def pg_url():
-    """A schema of its own on the real PostgreSQL server, as a database URL; dropped after."""
-    engine = sa.create_engine(PG_URL)
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc.orig}")
-        pytest.skip(f"no PostgreSQL at {PG_URL}")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with engine.begin() as c:
-        c.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with engine.begin() as c:
-        c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
+def pg_url() -> str:
+    """A schema of its own on the real PostgreSQL server, as a database URL."""
+    return new_pg_url()

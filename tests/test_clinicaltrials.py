@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from crawler.sources import SourceConfig, write_sources
 from db.session import get_engine
-from tests.conftest import FAST, FIXTURES, run_cli
+from tests.conftest import FAST, FIXTURES, new_db_url, run_cli, stored_json
 
 PAGES = FIXTURES / "clinicaltrials"
 
@@ -34,7 +34,7 @@ def test_trials_are_stored_and_updated_in_place(sample_site, tmp_path):
     write_sources(sources, [SourceConfig("Trials", "clinicaltrials",
                                          f"{sample_site.url}/ctgov/api/v2/",
                                          options={"cond": "cancer", "intr": "immunotherapy"})])
-    url = f"sqlite:///{tmp_path}/t.db"
+    url = new_db_url(tmp_path, "t.db")
     _serve(sample_site)
     first = run_cli("crawl", "--sources", str(sources), *FAST, db_url=url)
     assert first.returncode == 0, first.stderr
@@ -49,7 +49,7 @@ def test_trials_are_stored_and_updated_in_place(sample_site, tmp_path):
     with get_engine(url).connect() as c:
         row = c.execute(sa.text("SELECT title, kind, extra, canonical_url FROM articles "
                                 "WHERE nct_id = 'NCT09000001'")).one()
-    extra = json.loads(row.extra)
+    extra = stored_json(row.extra)
     assert row.kind == "trial" and row.canonical_url == "https://clinicaltrials.gov/study/NCT09000001"
     assert extra["status"] == "RECRUITING" and extra["phases"] == ["PHASE2"]
     assert extra["sponsor"] == "Halvorsen Cancer Institute" and extra["enrollment"] == 40
@@ -61,7 +61,7 @@ def test_trials_are_stored_and_updated_in_place(sample_site, tmp_path):
     assert "0 new, 1 updated, 4 unchanged" in second.stdout
     with get_engine(url).connect() as c:
         assert c.execute(sa.text("SELECT count(*) FROM articles")).scalar() == 5
-        extra = json.loads(c.execute(sa.text(
+        extra = stored_json(c.execute(sa.text(
             "SELECT extra FROM articles WHERE nct_id = 'NCT09000001'")).scalar())
     assert extra["status"] == "ACTIVE_NOT_RECRUITING"
     assert [h["status"] for h in extra["status_history"]] == ["RECRUITING"]
@@ -73,6 +73,6 @@ def test_a_page_that_is_not_json_is_one_clear_error(sample_site, tmp_path):
     write_sources(sources, [SourceConfig("Trials", "clinicaltrials",
                                          f"{sample_site.url}/ctgov-bad/")])
     result = run_cli("crawl", "--sources", str(sources), *FAST,
-                     db_url=f"sqlite:///{tmp_path}/u.db")
+                     db_url=new_db_url(tmp_path, "u.db"))
     assert result.returncode == 1
     assert "ERROR clinicaltrials: clinicaltrials 'Trials': not a studies page" in result.stderr

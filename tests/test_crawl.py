@@ -1,6 +1,5 @@
 """Real Scrapy crawls of the local sample site (nothing beyond 127.0.0.1)."""
 
-import json
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -8,7 +7,7 @@ import sqlalchemy as sa
 from crawler.samplesite import render
 from crawler.urls import canonical_url
 from db.session import get_engine
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST, new_db_url, run_cli, stored_json
 
 
 def _rows(url, sql, **params):
@@ -45,7 +44,7 @@ def test_teaser_feed_entries_get_the_full_page_text(crawled_db):
 def test_articles_carry_their_labels(crawled_db):
     story = _story("til-therapy-clears-metastatic-her2-negative-breast-cancer")
     (extra,), = _rows(crawled_db, "SELECT extra FROM articles WHERE title = :t", t=story.title)
-    labels = json.loads(extra)["labels"]
+    labels = stored_json(extra)["labels"]
     assert labels["phase"] == "2"
     assert {"metastatic", "refractory"} <= set(labels["settings"])
     assert "regulatory-approval" not in labels["types"]  # lifileucel's approval is background
@@ -73,7 +72,7 @@ def test_spanish_articles_are_tagged_with_the_same_concepts(crawled_db):
 
 def test_recrawl_is_conditional_and_stores_no_duplicates(sample_sources_file, sample_site,
                                                         tmp_path):
-    url = f"sqlite:///{tmp_path}/twice.db"
+    url = new_db_url(tmp_path, "twice.db")
     total = len(render.stories())
     first = run_cli("crawl", "--sources", str(sample_sources_file), *FAST, db_url=url)
     assert first.returncode == 0, first.stderr

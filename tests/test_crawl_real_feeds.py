@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from crawler.sources import SourceConfig, write_sources
 from db.session import get_engine
-from tests.conftest import FAST, FIXTURES, run_cli
+from tests.conftest import FAST, FIXTURES, new_db_url, run_cli
 
 FEED_DIR = FIXTURES / "feeds"
 FEEDS = sorted(str(p.relative_to(FEED_DIR)) for p in FEED_DIR.glob("*/*"))
@@ -41,7 +41,7 @@ def crawl(sample_site, tmp_path_factory):
     sources = [SourceConfig(name, "feed", f"{sample_site.url}/static/{name}", fetch_pages=False)
                for name in FEEDS]
     write_sources(tmp / "sources.toml", sources)
-    url = f"sqlite:///{tmp}/feeds.db"
+    url = new_db_url(tmp, "feeds.db")
     result = run_cli("crawl", "--sources", str(tmp / "sources.toml"), *FAST, db_url=url)
     return url, result
 

@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import select
 
 from db.articles import ArticleData, upsert_article
@@ -627,8 +628,12 @@ def test_a_read_only_database_serves_reads_and_answers_503_to_writes(tagged_db, 
     usual; subscribing answers a clear 503, never a stack trace."""
     from webapp import create_app
 
-    path = tagged_db.removeprefix("sqlite:///")
-    read_only = f"sqlite:///file:{path}?mode=ro&uri=true"
+    url = sa.engine.make_url(tagged_db)
+    if url.get_backend_name() == "sqlite":
+        read_only = f"sqlite:///file:{url.database}?mode=ro&uri=true"
+    else:  # PostgreSQL: every transaction of this client read-only, as on a hot standby
+        options = f"{url.query.get('options', '')} -cdefault_transaction_read_only=on"
+        read_only = url.update_query_dict({"options": options.strip()}).render_as_string(False)
     app = create_app({"TESTING": True, "DATABASE_URL": read_only, "SMTP_URL": sink.url,
                       "BASE_URL": BASE})
     limiter.reset()
@@ -640,5 +645,6 @@ def test_a_read_only_database_serves_reads_and_answers_503_to_writes(tagged_db, 
                                                      "topics": ["melanoma"]})
     assert api.status_code == 503 and api.get_json()["error"]["status"] == 503
     for answer in (form, api):
-        assert "Traceback" not in answer.text and "sqlite3" not in answer.text
+        assert "Traceback" not in answer.text
+        assert "sqlite3" not in answer.text and "psycopg" not in answer.text
     assert sink.messages == []

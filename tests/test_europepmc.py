@@ -1,13 +1,12 @@
 """The Europe PMC spider against a local server serving search pages
 (tests/fixtures/europepmc, see SOURCE.md)."""
 
-import json
 
 import sqlalchemy as sa
 
 from crawler.sources import SourceConfig, write_sources
 from db.session import get_engine
-from tests.conftest import FAST, FIXTURES, run_cli
+from tests.conftest import FAST, FIXTURES, new_db_url, run_cli, stored_json
 
 PAGES = FIXTURES / "europepmc"
 LAST_CURSOR = "AoIIP4AAACg5NjY0MTQ3MA=="
@@ -25,7 +24,7 @@ def test_papers_and_preprints_one_work_each(sample_site, tmp_path):
     write_sources(sources, [SourceConfig("Europe PMC", "europepmc", f"{sample_site.url}/epmc/",
                                          options={"query": "immunotherapy",
                                                   "preprints_only": False})])
-    url = f"sqlite:///{tmp_path}/e.db"
+    url = new_db_url(tmp_path, "e.db")
     result = run_cli("crawl", "--sources", str(sources), *FAST, db_url=url)
     assert result.returncode == 0, result.stderr
     calls = [q for _, path, q in sample_site.requests if path == "/epmc/search"]
@@ -39,9 +38,9 @@ def test_papers_and_preprints_one_work_each(sample_site, tmp_path):
     lone = rows["Neoantigen-selected tumour-infiltrating lymphocytes in HER2-negative breast "
                 "cancer: a single-arm pilot"]
     assert lone.kind == "preprint" and lone.doi == "10.1101/2026.09.01.600001"
-    assert json.loads(lone.extra)["preprint"]["server"] == "bioRxiv"
+    assert stored_json(lone.extra)["preprint"]["server"] == "bioRxiv"
     work = next(r for r in rows.values() if r.pmid == "39000001")
-    extra = json.loads(work.extra)
+    extra = stored_json(work.extra)
     assert work.kind == "paper" and work.pmcid == "PMC9900001"
     assert work.doi == "10.1000/ifeed.2026.001"
     assert extra["preprint"]["doi"] == "10.1101/2026.05.12.590002"

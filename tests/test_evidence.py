@@ -4,7 +4,7 @@ import re
 
 from crawler.sources import SourceConfig, write_sources
 from nlp.identifiers import cited_identifiers
-from tests.conftest import FAST, FIXTURES, app_client, run_cli
+from tests.conftest import FAST, FIXTURES, app_client, new_db_url, run_cli
 
 
 def test_identifiers_found_in_text():
@@ -25,7 +25,7 @@ def test_news_story_links_to_the_trial_it_cites(sample_site, tmp_path):
         SourceConfig("Wire", "feed", sample_site.feed_url("news")),
         SourceConfig("Trials", "clinicaltrials", f"{sample_site.url}/ct/"),
     ])
-    url = f"sqlite:///{tmp_path}/e.db"
+    url = new_db_url(tmp_path, "e.db")
     assert run_cli("crawl", "--sources", str(sources), *FAST, db_url=url).returncode == 0
 
     client = app_client(url)
@@ -60,7 +60,7 @@ def test_story_naming_journal_and_author_links_to_the_paper(sample_site, tmp_pat
             f"<rss version='2.0'><channel><title>t</title>{items}</channel></rss>").encode()
 
     sample_site.routes["/ev-feed.rss"] = feed
-    url = f"sqlite:///{tmp_path}/j.db"
+    url = new_db_url(tmp_path, "j.db")
     papers = tmp_path / "papers.toml"
     write_sources(papers, [SourceConfig("PubMed", "pubmed", f"{sample_site.url}/ev-eutils/",
                                         options={"max_results": 1})])

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from crawler.sources import SourceConfig, write_sources
 from db.session import get_engine
 from db.sources import backoff
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST, new_db_url, run_cli
 
 
 def _source_row(url, name):
@@ -28,7 +28,7 @@ def test_short_retry_after_is_waited_out_within_the_crawl(sample_site, tmp_path)
     sources = _one_feed(tmp_path, sample_site, "research")
     path = urlsplit(sample_site.feed_url("research")).path
     sample_site.faults[path] = [(429, {"Retry-After": "1"}), (503, {"Retry-After": "1"})]
-    url = f"sqlite:///{tmp_path}/a.db"
+    url = new_db_url(tmp_path, "a.db")
     result = run_cli("crawl", "--sources", str(sources), *FAST, db_url=url)
     assert result.returncode == 0, result.stderr
     assert "10 new" in result.stdout
@@ -40,7 +40,7 @@ def test_long_retry_after_backs_the_source_off_until_then(sample_site, tmp_path)
     sources = _one_feed(tmp_path, sample_site, "briefs")
     path = urlsplit(sample_site.feed_url("briefs")).path
     sample_site.faults[path] = [(429, {"Retry-After": "7200"})]
-    url = f"sqlite:///{tmp_path}/b.db"
+    url = new_db_url(tmp_path, "b.db")
     started = datetime.now(UTC)
     first = run_cli("crawl", "--sources", str(sources), *FAST, db_url=url)
     assert first.returncode == 1  # the only source failed
@@ -60,7 +60,7 @@ def test_repeated_failures_mark_a_source_unhealthy(sample_site, tmp_path):
     write_sources(sources, [SourceConfig("gone", "feed", f"{sample_site.url}/gone.xml"),
                             SourceConfig("wire", "feed", sample_site.feed_url("news"),
                                          fetch_pages=False)])
-    url = f"sqlite:///{tmp_path}/c.db"
+    url = new_db_url(tmp_path, "c.db")
     for _ in range(3):
         result = run_cli("crawl", "--sources", str(sources), *FAST, db_url=url)
         assert result.returncode == 0

@@ -9,7 +9,7 @@ from crawler.samplesite import render
 from crawler.sitemaps import SitemapError, parse_sitemap
 from crawler.sources import SourceConfig, write_sources
 from db.session import get_engine
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST, new_db_url, run_cli
 
 
 def test_parse_news_sitemap_and_index():
@@ -32,7 +32,7 @@ def test_sitemap_crawl_is_conditional_and_lastmod_aware(sample_site, tmp_path):
     sources = tmp_path / "s.toml"
     write_sources(sources, [SourceConfig("Wire sitemap", "sitemap",
                                          f"{sample_site.url}/sitemap_index.xml")])
-    url = f"sqlite:///{tmp_path}/s.db"
+    url = new_db_url(tmp_path, "s.db")
     expected = [s for s in render.stories()
                 if s.feed in ("news", "briefs", "research") and s.page and not s.path]
     first = run_cli("crawl", "--sources", str(sources), *FAST, db_url=url)

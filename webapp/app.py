@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, g, render_template
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InternalError, OperationalError, PendingRollbackError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
@@ -52,6 +52,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         )
         return response
 
+    @app.after_request  # runs before _security_headers, which then covers its answer too
+    def _commit(response):  # type: ignore[no-untyped-def]
+        # Committed before the answer leaves: a write that fails here (a full disk, a database
+        # gone read-only) answers 503 instead of a success the database never kept.
+        session = g.get("db_session")
+        if session is None:
+            return response
+        try:
+            session.commit()
+        except PendingRollbackError:  # the view's write failed; its answer already says so
+            session.rollback()
+        except DATABASE_DOWN as error:
+            session.rollback()
+            return _database_down(app, error)
+        return response
+
     return app
 
 
@@ -75,12 +91,20 @@ def _register_errors(app: Flask) -> None:
             return error_response(error.code or 500, error.description or error.name)
         return render_template("error.html", error=error), error.code or 500
 
-    @app.errorhandler(OperationalError)
-    def _database_down(error: OperationalError):  # type: ignore[no-untyped-def]
-        app.logger.error("database error: %s", error.orig)
-        message = "The article database is not available right now. Please try again shortly."
-        from webapp.api import error_response, is_api_request
+    for kind in DATABASE_DOWN:
+        app.register_error_handler(kind, lambda error: _database_down(app, error))
 
-        if is_api_request():
-            return error_response(503, message)
-        return render_template("error.html", error=None, message=message), 503
+
+# OperationalError: unreachable, locked, disk full, a read-only SQLite file; InternalError: a
+# read-only PostgreSQL (a hot standby, default_transaction_read_only).
+DATABASE_DOWN = (OperationalError, InternalError)
+
+
+def _database_down(app: Flask, error: OperationalError | InternalError):  # type: ignore[no-untyped-def]
+    app.logger.error("database error: %s", error.orig)
+    message = "The article database is not available right now. Please try again shortly."
+    from webapp.api import error_response, is_api_request
+
+    if is_api_request():
+        return error_response(503, message)
+    return app.make_response((render_template("error.html", error=None, message=message), 503))
