@@ -67,8 +67,10 @@ def extract(html: str, url: str) -> Extracted | None:
 
 def _warm_up() -> None:
     """Load the spaCy pipeline once per worker, before the first item arrives."""
+    from nlp.parallel import die_with_parent
     from nlp.pipeline import get_pipeline
 
+    die_with_parent()
     get_pipeline()
 
 

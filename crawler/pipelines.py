@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from sqlalchemy.orm import Session
 
 from crawler.analysis import minhash, pool_for, tag_text
+from crawler.dbwait import UNAVAILABLE, DatabaseGone, describe, retry_seconds, until_available
 from crawler.items import ArticleItem
 from crawler.urls import canonical_url
 from db.articles import ArticleData, upsert_article
@@ -103,16 +105,22 @@ class StorePipeline:
     """Upsert by work (identifier or canonical URL): a re-crawl updates in place and never
     duplicates. Writes are committed in batches (STORE_BATCH_ITEMS items or
     STORE_BATCH_SECONDS); an item not yet committed when a crawl is killed was never stored, so
-    the next crawl fetches it again."""
+    the next crawl fetches it again.
+
+    While the database is unavailable (crawler/dbwait.py) the batch is held, items arriving
+    meanwhile join it, and all of them are written again once it answers."""
 
     def __init__(self, database_url: str, crawler: Crawler):
         self.database_url = database_url
         self.crawler = crawler
         self.batch_items = crawler.settings.getint("STORE_BATCH_ITEMS", 50)
         self.batch_seconds = crawler.settings.getfloat("STORE_BATCH_SECONDS", 1.0)
+        self.retry_seconds = retry_seconds(crawler.settings)
         self._session: Session | None = None
-        self._pending: list[str] = []  # outcomes waiting for the commit
+        self._held: list[ArticleItem] = []  # written in the open session, not yet committed
+        self._pending: list[str] = []  # their outcomes
         self._opened = 0.0
+        self._outage: asyncio.Future[None] | None = None  # set while waiting for the database
         self._concept_ids: dict[str, int] = {}
         self._journals: list[str] = []
 
@@ -120,22 +128,51 @@ class StorePipeline:
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
         return cls(crawler.settings.get("IMMUNOFEED_DATABASE_URL"), crawler)
 
-    def open_spider(self) -> None:
+    async def open_spider(self) -> None:
+        await until_available(self._prepare, "loading the vocabulary", self.retry_seconds)
+
+    def _prepare(self) -> None:
         spider = self.crawler.spider
-        with session_scope(self.database_url) as session:
+        with session_scope(self.database_url, writer=True) as session:
             self._concept_ids = sync_concepts(session, (concept_data(c) for c in vocabulary()))
             self._journals = journal_names(session)
             for source in getattr(spider, "sources", []):
                 get_or_create_source(session, source.name, source.type, source.url,
                                      topical=source.topical)
 
-    def process_item(self, item: ArticleItem) -> ArticleItem:
+    async def process_item(self, item: ArticleItem) -> ArticleItem:
+        if self._outage is not None:  # the database is away: held with the rest
+            self._held.append(item)
+            await asyncio.shield(self._outage)
+            return item
+        try:
+            if self._session is None:
+                self._session = new_session(self.database_url, writer=True)
+                self._opened = time.monotonic()
+                # An open batch holds the database's write lock: commit it on time even when
+                # no further item comes, so other crawler processes are not kept waiting.
+                from twisted.internet import reactor
+
+                reactor.callLater(self.batch_seconds, self._commit_batch, self._session)
+            self._held.append(item)
+            try:
+                self._pending.append(self._write(self._session, item))
+            except UNAVAILABLE:
+                raise
+            except Exception:
+                self._held.pop()  # this item alone failed (its savepoint rolled back)
+                raise
+            if (len(self._pending) >= self.batch_items
+                    or time.monotonic() - self._opened >= self.batch_seconds):
+                self._commit()
+        except UNAVAILABLE as error:
+            await self._wait_for_database(error)
+        return item
+
+    def _write(self, session: Session, item: ArticleItem) -> str:
         # the item's fields that the database keeps, under the same names
         data = ArticleData(source_name=item.source or None,
                            **{name: getattr(item, name) for name in _STORED_FIELDS})
-        if self._session is None:
-            self._session, self._opened = new_session(self.database_url), time.monotonic()
-        session = self._session
         if item.kind == "news" and self._journals:
             papers = papers_named_in(session, f"{item.title}\n{item.body}", item.published_at,
                                      self._journals)
@@ -147,33 +184,101 @@ class StorePipeline:
                 article = session.get(Article, article_id)
                 if article is not None:
                     assign_story(session, article, item.signature, new=outcome == "new")
-        self._pending.append(outcome)
-        if (len(self._pending) >= self.batch_items
-                or time.monotonic() - self._opened >= self.batch_seconds):
+        return outcome
+
+    def _commit_batch(self, session: Session) -> None:
+        if self._session is not session or self._outage is not None:
+            return  # committed already, or being written again
+        try:
             self._commit()
-        return item
+        except UNAVAILABLE as error:
+            asyncio.ensure_future(self._wait_for_database(error))
 
     def _commit(self) -> None:
+        """Commit the open batch. Raises UNAVAILABLE with the batch still held."""
         session, pending = self._session, self._pending
         self._session, self._pending = None, []
         if session is None:
             return
         try:
             session.commit()
+        except UNAVAILABLE:
+            raise
         except Exception:
             session.rollback()
             self.crawler.stats.inc_value("immunofeed/items_failed", len(pending))
             logger.exception("could not store %d article(s); the next crawl fetches them again",
                              len(pending))
+            self._held = []
             return
         finally:
             session.close()
-        for outcome in pending:
+        self._held = []
+        self._count(pending)
+
+    def _count(self, outcomes: list[str]) -> None:
+        for outcome in outcomes:
             self.crawler.stats.inc_value(f"immunofeed/articles_{outcome}")
 
-    def close_spider(self) -> None:
-        self._commit()
+    async def _wait_for_database(self, error: BaseException) -> None:
+        if self._outage is not None:
+            await asyncio.shield(self._outage)
+            return
+        self._outage = asyncio.get_running_loop().create_future()
+        if self._session is not None:
+            self._session.close()  # its connection is gone; the held items are written anew
+        self._session, self._pending = None, []
+        logger.warning("database unavailable: %s; holding %d article(s)", describe(error),
+                       len(self._held))
+        try:
+            await until_available(self._write_held, "storing the held articles",
+                                  self.retry_seconds)
+        except DatabaseGone as gone:
+            self.crawler.stats.inc_value("immunofeed/items_failed", len(self._held))
+            logger.error("%s; %d article(s) not stored, the next crawl fetches them again",
+                         gone, len(self._held))
+            self._held = []
+        finally:
+            outage, self._outage = self._outage, None
+            outage.set_result(None)
+
+    def _write_held(self) -> None:
+        """Write every held item in one transaction (all of them, or none and raise)."""
+        outcomes = []
+        with session_scope(self.database_url, writer=True) as session:
+            for item in list(self._held):
+                try:
+                    outcomes.append(self._write(session, item))
+                except UNAVAILABLE:
+                    raise
+                except Exception:
+                    self.crawler.stats.inc_value("immunofeed/items_failed")
+                    logger.exception("could not store %s", item.url)
+        logger.info("stored %d held article(s)", len(outcomes))
+        self._held = []
+        self._count(outcomes)
+
+    async def close_spider(self) -> None:
+        if self._outage is not None:
+            await asyncio.shield(self._outage)
+        try:
+            self._commit()
+        except UNAVAILABLE as error:
+            await self._wait_for_database(error)
         outcomes: dict[str, CrawlOutcome] = getattr(self.crawler.spider, "outcomes", {})
-        with session_scope(self.database_url) as session:
-            for name, outcome in outcomes.items():
-                record_crawl(session, name, outcome)
+        shared = getattr(self.crawler.spider, "shared_crawl", None)
+        if shared is not None and shared.lost_a_worker():
+            logger.warning("a crawler process died during this crawl: its sources' feeds will "
+                           "be read in full next time to find what it had not stored")
+            outcomes = {name: replace(o, etag=None, last_modified=None)
+                        for name, o in outcomes.items()}
+
+        def record() -> None:
+            with session_scope(self.database_url, writer=True) as session:
+                for name, outcome in outcomes.items():
+                    record_crawl(session, name, outcome)
+
+        try:
+            await until_available(record, "recording each source's crawl", self.retry_seconds)
+        except DatabaseGone as gone:
+            logger.error("%s; the sources' health is not updated for this crawl", gone)

@@ -33,6 +33,9 @@ AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
 # over the network on first use.
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
+# Scrapy 2.19 also starts an HTTP server that runs any Python code sent to it: not on a crawler
+# that runs unattended beside a database.
+REMOTE_CONTROL_ENABLED = False
 LOG_LEVEL = "INFO"
 
 DOWNLOADER_MIDDLEWARES = {

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Connection, text
 
 from db.session import get_engine
 
@@ -19,13 +22,34 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at URL to REVISION, creating it if need be. Safe to repeat."""
+# pg_advisory_xact_lock key: "immunofe" as a number.
+_SCHEMA_LOCK = int.from_bytes(b"immunofe", "big") >> 1
+
+
+@contextmanager
+def schema_transaction(url: str) -> Iterator[Connection]:
+    """A transaction holding the database's schema lock, so that processes starting together
+    (several crawlers, a web worker) migrate and load the vocabulary one after the other instead
+    of failing on each other: an advisory lock on PostgreSQL, a write lock taken up front on
+    SQLite (which would otherwise refuse the second writer outright)."""
     engine = get_engine(url)
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, \
+            connection.begin():
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        yield connection
+
+
+def upgrade(url: str, revision: str = "head", connection: Connection | None = None) -> None:
+    """Bring the database at URL to REVISION, creating it if need be. Safe to repeat, and safe
+    to run from several processes at once."""
+    if connection is None:
+        with schema_transaction(url) as connection:
+            upgrade(url, revision, connection)
+        return
     config = alembic_config(url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
 
 
 def downgrade(url: str, revision: str) -> None:

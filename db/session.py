@@ -38,27 +38,39 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 # more are open: an engine dropped without dispose() leaves its pooled connections to be closed
 # whenever the garbage collector comes by.
 MAX_ENGINES = 8
-_engines: OrderedDict[str, tuple[Engine, sessionmaker[Session]]] = OrderedDict()
+
+
+class _Cached:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        # Writers on SQLite take the write lock when their transaction begins: a transaction
+        # that reads and then writes while another process committed meanwhile is refused
+        # outright (SQLITE_BUSY), without waiting. Readers stay deferred, so they never block.
+        self.writer_sessions = sessionmaker(
+            engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False)
+
+
+_engines: OrderedDict[str, _Cached] = OrderedDict()
 _engines_lock = threading.Lock()
 
 
-def _cached(url: str | None) -> tuple[Engine, sessionmaker[Session]]:
+def _cached(url: str | None) -> _Cached:
     url = url or settings.database_url()
     with _engines_lock:
         found = _engines.get(url)
         if found is not None:
             _engines.move_to_end(url)
             return found
-        engine = _create_engine(url)
-        found = _engines[url] = (engine, sessionmaker(engine, expire_on_commit=False))
+        found = _engines[url] = _Cached(_create_engine(url))
         while len(_engines) > MAX_ENGINES:
-            _, (oldest, _) = _engines.popitem(last=False)
-            oldest.dispose()
+            _, oldest = _engines.popitem(last=False)
+            oldest.engine.dispose()
         return found
 
 
 def get_engine(url: str | None = None) -> Engine:
-    return _cached(url)[0]
+    return _cached(url).engine
 
 
 def _create_engine(url: str) -> Engine:
@@ -85,27 +97,40 @@ def _create_engine(url: str) -> Engine:
 
 
 def _sqlite_begin(connection) -> None:  # type: ignore[no-untyped-def]
-    connection.exec_driver_sql("BEGIN")
+    # execution option sqlite_begin="IMMEDIATE": take the write lock now, waiting busy_timeout
+    # for it, rather than fail later when a read transaction turns into a write
+    mode = connection.get_execution_options().get("sqlite_begin", "")
+    connection.exec_driver_sql(f"BEGIN {mode}" if mode in ("IMMEDIATE", "EXCLUSIVE") else "BEGIN")
+
+
+def dispose_all() -> None:
+    """Close every engine's pooled connections and forget the engines."""
+    with _engines_lock:
+        for cached in _engines.values():
+            cached.engine.dispose()
+        _engines.clear()
 
 
 def reset_after_fork() -> None:
     """In a forked child: forget the parent's engines without closing their connections
     (they are the parent's to close), so this process opens its own."""
     with _engines_lock:
-        for engine, _ in _engines.values():
-            engine.dispose(close=False)
+        for cached in _engines.values():
+            cached.engine.dispose(close=False)
         _engines.clear()
 
 
-def new_session(url: str | None = None) -> Session:
-    """A session the caller commits and closes (for work batched over many calls)."""
-    return _cached(url)[1]()
+def new_session(url: str | None = None, writer: bool = False) -> Session:
+    """A session the caller commits and closes (for work batched over many calls). WRITER: it
+    will write, and other processes may be writing too (see _Cached)."""
+    cached = _cached(url)
+    return (cached.writer_sessions if writer else cached.sessions)()
 
 
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
+def session_scope(url: str | None = None, writer: bool = False) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
-    session = _cached(url)[1]()
+    session = new_session(url, writer)
     try:
         yield session
         session.commit()

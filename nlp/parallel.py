@@ -6,14 +6,14 @@ back, as spaCy's own n_process does, costs more than the tagging itself.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.pool import AsyncResult
 from typing import TypeVar
-
-from nlp.pipeline import get_pipeline
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -27,7 +27,20 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def die_with_parent() -> None:
+    """Ask Linux to kill this worker process when its parent dies, so that a parent killed
+    with -9 leaves no workers behind (elsewhere, nothing happens)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _warm_up() -> None:
+    from nlp.pipeline import get_pipeline
+
+    die_with_parent()
     get_pipeline()
 
 
@@ -41,6 +54,8 @@ def map_batches(function: Callable[[list[A]], list[B]], batches: Iterable[list[A
             yield batch, function(batch)
         return
     if "fork" in multiprocessing.get_all_start_methods():
+        from nlp.pipeline import get_pipeline
+
         get_pipeline()  # loaded once here; the forked workers share it
         context = multiprocessing.get_context("fork")
     else:

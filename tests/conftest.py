@@ -78,12 +78,9 @@ def _drop_test_schemas() -> Iterator[None]:
     yield
     if not _schemas:
         return
-    from db.session import reset_after_fork
+    from db.session import dispose_all
 
-    reset_after_fork()  # this process's cached engines: their connections go before the drop
-    import gc
-
-    gc.collect()
+    dispose_all()  # this process's cached engines: their connections go before the drop
     engine = _pg_engine()
     for schema in _schemas:  # one transaction each: dropping hundreds at once runs out of locks
         with engine.begin() as c:

@@ -1,14 +1,22 @@
-"""The database failing under the site: a full disk answers a clear 503, never a stack trace,
-never a success the database did not keep."""
+"""The database failing under the site and the crawler: a full disk answers a clear 503, never
+a stack trace, never a success the database did not keep; a database restarted mid-crawl costs
+the crawl a wait, not an article."""
+
+import contextlib
+import socket
+import subprocess
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from crawler.samplesite import render
 from db.models import ConfirmationSend
 from db.session import get_engine, session_scope
 from db.subscriptions import secret_key
-from tests.conftest import sqlite_url
+from tests.conftest import FAST, IMMUNOFEED, cli_env, sqlite_url
 from tests.smtpsink import SmtpSink
 
 
@@ -67,3 +75,103 @@ def test_a_full_disk_answers_503_and_keeps_reads_working(full_disk_db):
     with get_engine(full_disk_db).connect() as c:
         counted = c.execute(sa.select(sa.func.count()).select_from(ConfirmationSend)).scalar()
     assert counted == len(sink.messages)
+
+
+class FlakyProxy:
+    """A TCP proxy on loopback in front of the PostgreSQL server that can be cut (every open
+    connection dropped, new ones closed at once, as while a server restarts) and restored."""
+
+    def __init__(self, upstream: tuple[str, int]):
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if not self.up:
+                client.close()
+                continue
+            server = socket.create_connection(self.upstream)
+            with self._lock:
+                self._open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.up = False
+        with self._lock:
+            for s in self._open:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            self._open = []
+
+    def restore(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def _count(url: str) -> int:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as c:
+        return c.execute(sa.text("SELECT count(*) FROM articles")).scalar()
+
+
+def test_a_crawl_rides_out_a_database_restart(sample_site, sample_sources_file, pg_url):
+    from webapp.cli import prepare_database
+
+    prepare_database(pg_url)
+    direct = sa.engine.make_url(pg_url)
+    proxy = FlakyProxy((direct.host, direct.port or 5432))
+    through_proxy = direct.set(port=proxy.port).render_as_string(hide_password=False)
+    sample_site.page_delay = 0.3  # one page at a time: about 10 s of crawling
+    try:
+        crawl = subprocess.Popen(
+            [IMMUNOFEED, "crawl", "--sources", str(sample_sources_file), *FAST,
+             "-s", "CONCURRENT_REQUESTS=1", "-s", "STORE_BATCH_ITEMS=1"],
+            env=cli_env(through_proxy), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        deadline = time.monotonic() + 60
+        while _count(pg_url) < 3 and time.monotonic() < deadline and crawl.poll() is None:
+            time.sleep(0.1)
+        proxy.cut()  # the server goes away mid-crawl...
+        stored_before = _count(pg_url)
+        time.sleep(4)
+        assert crawl.poll() is None, "the crawl should wait for the database, not end"
+        proxy.restore()  # ...and comes back
+        out, err = crawl.communicate(timeout=120)
+    finally:
+        sample_site.page_delay = 0.0
+        proxy.close()
+    assert crawl.returncode == 0, err
+    assert 3 <= stored_before < len(render.stories())
+    assert "WARNING crawler.database: database unavailable while" in err
+    assert "database back after" in err
+    assert "Traceback" not in err
+    with get_engine(pg_url).connect() as c:
+        titles = sorted(t for (t,) in c.execute(sa.text("SELECT title FROM articles")))
+    assert titles == sorted(s.title for s in render.stories())  # every one, each once
+    assert f"{len(render.stories())} new" in out

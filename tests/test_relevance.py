@@ -40,8 +40,8 @@ def test_general_feeds_are_stored_but_filtered(sample_site, tmp_path):
     assert run_cli("crawl", "--sources", str(sources), *FAST, db_url=url).returncode == 0
     with get_engine(url).connect() as c:
         by_source = dict(c.execute(sa.text(
-            "SELECT s.name, sum(CASE WHEN a.filtered THEN 1 ELSE 0 END) FROM articles a JOIN sources s ON s.id = a.source_id "
-            "GROUP BY s.name")).all())
+            "SELECT s.name, sum(CASE WHEN a.filtered THEN 1 ELSE 0 END) FROM articles a "
+            "JOIN sources s ON s.id = a.source_id GROUP BY s.name")).all())
     assert by_source == {"Golem": 40, "Wire": 0}  # all tech news filtered, no Wire story
 
     listing = run_cli("sources", "--filtered", db_url=url)

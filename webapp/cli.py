@@ -71,16 +71,20 @@ def cli() -> None:
 
 
 def prepare_database(url: str) -> None:
-    """Create or upgrade the schema and load the vocabulary's concepts."""
+    """Create or upgrade the schema and load the vocabulary's concepts (one process at a time:
+    several crawlers may start together)."""
+    from sqlalchemy.orm import Session
+
     from crawler.pipelines import concept_data
     from db.concepts import sync_concepts
-    from db.migrate import upgrade
-    from db.session import session_scope
+    from db.migrate import schema_transaction, upgrade
     from nlp.vocabulary import vocabulary
 
-    upgrade(url)
-    with session_scope(url) as session:
-        sync_concepts(session, (concept_data(c) for c in vocabulary()))
+    with schema_transaction(url) as connection:
+        upgrade(url, connection=connection)
+        with Session(bind=connection) as session:
+            sync_concepts(session, (concept_data(c) for c in vocabulary()))
+            session.flush()
 
 
 @cli.command("init-db")
@@ -109,10 +113,15 @@ def show_settings() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log every request and item.")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a Scrapy setting, e.g. -s DOWNLOAD_DELAY=0 (repeatable).")
+@click.option("--alone", is_flag=True,
+              help="Crawl in this process only, even when IMMUNOFEED_REDIS_URL is set.")
 @friendly_errors
 def crawl(sources_file: str | None, only: tuple[str, ...], verbose: bool,
-          overrides: tuple[str, ...]) -> None:
-    """Crawl the sources, tag what is found and store it (no duplicates on re-runs)."""
+          overrides: tuple[str, ...], alone: bool) -> None:
+    """Crawl the sources, tag what is found and store it (no duplicates on re-runs).
+
+    With IMMUNOFEED_REDIS_URL set, every crawl process started against that Redis, on this
+    machine or others, shares one queue of pages: each page is fetched once by one of them."""
     from crawler.run import run_crawl
     from crawler.sources import load_sources
 
@@ -127,8 +136,15 @@ def crawl(sources_file: str | None, only: tuple[str, ...], verbose: bool,
         raise click.ClickException("the sources file lists no sources")
     url = settings.database_url()
     prepare_database(url)
+    scrapy_settings = _parse_overrides(overrides)
+    redis_url = settings.get("REDIS_URL")
+    if redis_url and not alone:
+        from crawler.distributed import shared_crawl_settings
+
+        _check_redis(redis_url)
+        scrapy_settings = {**shared_crawl_settings(redis_url), **scrapy_settings}
     report = run_crawl(sources, url, log_level="INFO" if verbose else "WARNING",
-                       settings=_parse_overrides(overrides))
+                       settings=scrapy_settings)
     click.echo(report.line())
     if report.errors and len(report.errors) == len(sources) - len(report.skipped):
         raise click.ClickException("every source failed; nothing was crawled")
@@ -164,6 +180,17 @@ def list_sources(filtered: bool) -> None:
             click.echo(f"    last error: {s.last_error}")
         if s.next_attempt and s.health != "ok":
             click.echo(f"    next attempt after {s.next_attempt:%Y-%m-%d %H:%M} UTC")
+
+
+def _check_redis(url: str) -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=5).ping()
+    except (redis.RedisError, ValueError) as exc:
+        raise click.ClickException(
+            f"cannot reach Redis at {_safe_url(url)} (IMMUNOFEED_REDIS_URL): {exc} "
+            "(or crawl without it: --alone)") from None
 
 
 def _parse_overrides(overrides: tuple[str, ...]) -> dict[str, object]:

@@ -11,10 +11,8 @@ again with the same Message-ID, which mail stores recognise as the same message.
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import queue
-import signal
 import sys
 import threading
 from collections import OrderedDict
@@ -33,6 +31,7 @@ from db.models import Article, DigestDelivery, Subscriber, utcnow
 from db.search import matching_articles
 from db.session import new_session, reset_after_fork
 from db.subscriptions import record_bounce
+from nlp.parallel import die_with_parent
 from webapp.mail import (
     Envelope,
     PermanentFailure,
@@ -466,7 +465,7 @@ def _worker(pipe, url: str, frequency: str, links: SiteLinks, mailer,  # noqa: A
             now: datetime, dry_run: bool, share: tuple[int, int]) -> None:
     """One process's share of a run (forked): its report, or its exception, goes back up
     PIPE. It dies with its parent, so a killed run leaves no sender behind."""
-    _die_with_parent()
+    die_with_parent()
     reset_after_fork()
     try:
         pipe.send(("report", _send_share(url, frequency, links, mailer, now, dry_run, share)))
@@ -474,15 +473,6 @@ def _worker(pipe, url: str, frequency: str, links: SiteLinks, mailer,  # noqa: A
         pipe.send(("error", exc))
     finally:
         pipe.close()
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (elsewhere, nothing happens)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _send_share(url: str, frequency: str, links: SiteLinks, mailer, now: datetime,  # noqa: ANN001

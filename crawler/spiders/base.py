@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import scrapy
@@ -12,9 +12,10 @@ from scrapy import signals
 from scrapy.http import Response
 from twisted.python.failure import Failure
 
+from crawler.dbwait import DatabaseGone, retry_seconds, until_available
 from crawler.middlewares import retry_after
 from crawler.sources import SourceConfig, load_sources
-from crawler.state import SourceState, source_states
+from crawler.state import SourceState, source_states, stored_urls
 from db.sources import CrawlOutcome
 
 
@@ -55,8 +56,10 @@ class SourceSpider(scrapy.Spider):
         return {name: o.error for name, o in self.outcomes.items() if o.error}
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
-        states = source_states(self.settings.get("IMMUNOFEED_DATABASE_URL"),
-                               [s.name for s in self.sources])
+        names = [s.name for s in self.sources]
+        states = await until_available(
+            lambda: source_states(self.settings.get("IMMUNOFEED_DATABASE_URL"), names),
+            "reading the sources' state", retry_seconds(self.settings))
         for source in self.sources:
             state = states.get(source.name)
             if state is not None and not state.due:
@@ -66,6 +69,18 @@ class SourceSpider(scrapy.Spider):
                 continue
             for request in self.first_requests(source, state):
                 yield request
+
+    async def stored(self, source: SourceConfig, urls: list[str]) -> dict[str, datetime] | None:
+        """Which of URLS are stored already (crawler.state.stored_urls), waiting for the
+        database if it is away; None, with the source marked failed, if it stays away."""
+        try:
+            return await until_available(
+                lambda: stored_urls(self.settings.get("IMMUNOFEED_DATABASE_URL"), urls),
+                f"checking {source.name!r}'s entries against the database",
+                retry_seconds(self.settings))
+        except DatabaseGone as gone:
+            self.source_failed(source, str(gone))
+            return None
 
     def first_requests(self, source: SourceConfig,
                        state: SourceState | None) -> Iterable[scrapy.Request]:

@@ -17,7 +17,7 @@ from crawler.extract import html_to_text
 from crawler.items import ArticleItem
 from crawler.sources import SourceConfig
 from crawler.spiders.base import SourceSpider, failure_reason, header
-from crawler.state import SourceState, stored_urls
+from crawler.state import SourceState
 from crawler.urls import canonical_url
 from db.sources import CrawlOutcome
 
@@ -61,7 +61,7 @@ class FeedSpider(SourceSpider):
             dont_filter=True,
         )
 
-    def parse_feed(self, response: Response, source: SourceConfig) -> Iterator[Any]:
+    async def parse_feed(self, response: Response, source: SourceConfig) -> AsyncIterator[Any]:
         if response.status == 304:
             self.source_succeeded(source, CrawlOutcome(not_modified=True))
             self.crawler.stats.inc_value("immunofeed/feeds_not_modified")
@@ -69,9 +69,10 @@ class FeedSpider(SourceSpider):
         self.source_succeeded(source, CrawlOutcome(
             etag=header(response, "ETag"), last_modified=header(response, "Last-Modified")
         ))
-        yield from self._entries(response, source)
+        async for found in self._entries(response, source):
+            yield found
 
-    def _entries(self, response: Response, source: SourceConfig) -> Iterator[Any]:
+    async def _entries(self, response: Response, source: SourceConfig) -> AsyncIterator[Any]:
         headers = {"content-location": response.url}
         content_type = response.headers.get("Content-Type")
         if content_type:
@@ -93,13 +94,15 @@ class FeedSpider(SourceSpider):
         canonical = [canonical_url(link) if link else "" for link in links]
         # The database is the crawl's durable record: an entry already stored is not fetched
         # again, and one a killed crawl never stored is fetched on the next run.
-        known = stored_urls(self.settings.get("IMMUNOFEED_DATABASE_URL"),
-                            [u for u in links + canonical if u])
+        known = await self.stored(source, [u for u in links + canonical if u])
+        if known is None:
+            return
         for entry, link, key in zip(parsed.entries, links, canonical, strict=True):
             if link and (link in known or key in known):
                 self.crawler.stats.inc_value("immunofeed/articles_known")
                 continue
-            yield from self._entry(source, entry, link, parsed.feed.get("language"))
+            for found in self._entry(source, entry, link, parsed.feed.get("language")):
+                yield found
 
     def _entry(self, source: SourceConfig, entry: Any, link: str,
                feed_language: str | None) -> Iterator[Any]:

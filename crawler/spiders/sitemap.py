@@ -6,7 +6,7 @@ since; a child sitemap is read only when it changed since the last successful cr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from crawler.items import ArticleItem
 from crawler.sitemaps import SitemapError, parse_sitemap
 from crawler.sources import SourceConfig
 from crawler.spiders.base import SourceSpider, failure_reason, header
-from crawler.state import SourceState, stored_urls
+from crawler.state import SourceState
 from crawler.urls import canonical_url
 from db.sources import CrawlOutcome
 
@@ -42,8 +42,8 @@ class SitemapSpider(SourceSpider):
                               cb_kwargs={"source": source, "depth": depth, "since": since},
                               dont_filter=True)
 
-    def parse_sitemap(self, response: Response, source: SourceConfig, depth: int,
-                      since: datetime | None) -> Iterator[Any]:
+    async def parse_sitemap(self, response: Response, source: SourceConfig, depth: int,
+                            since: datetime | None) -> AsyncIterator[Any]:
         if response.status == 304:
             self.source_succeeded(source, CrawlOutcome(not_modified=True))
             self.crawler.stats.inc_value("immunofeed/feeds_not_modified")
@@ -68,8 +68,9 @@ class SitemapSpider(SourceSpider):
                                             depth + 1, since)
             return
         pages = [response.urljoin(e.loc) for e in sitemap.entries]
-        known = stored_urls(self.settings.get("IMMUNOFEED_DATABASE_URL"),
-                            pages + [canonical_url(p) for p in pages])
+        known = await self.stored(source, pages + [canonical_url(p) for p in pages])
+        if known is None:
+            return
         for entry, page in zip(sitemap.entries, pages, strict=True):
             fetched = known.get(page) or known.get(canonical_url(page))
             if fetched and not (entry.lastmod and entry.lastmod > fetched):
