@@ -25,6 +25,10 @@ class Setting:
         return os.environ.get(self.env, "") or self.default
 
 
+class SettingError(ValueError):
+    """A setting's value cannot be used."""
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "DATABASE_URL",
@@ -68,7 +72,15 @@ SETTINGS: tuple[Setting, ...] = (
         "gives the source its own `interval`.",
     ),
     Setting("REDIS_URL", "", "Redis URL, e.g. redis://127.0.0.1:6379/0: the web workers share "
-            "their rate-limit counters there. Empty: each process counts alone."),
+            "their rate-limit counters there, and crawler processes one queue of pages (each "
+            "page fetched once by one of them). Empty: each process counts and crawls alone."),
+    Setting(
+        "TRUSTED_PROXIES",
+        "0",
+        "How many reverse proxies stand in front of the web app (nginx: 1). Their "
+        "X-Forwarded-For/-Proto/-Host headers are believed, so rate limits count each reader, "
+        "not the proxy. 0: such headers are ignored.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

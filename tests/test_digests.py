@@ -221,6 +221,24 @@ def test_floods_are_refused_per_address_and_per_client(app, sink):
     assert "error" in sixth.get_json()
 
 
+@pytest.mark.parametrize("proxies", ["0", "1"])
+def test_behind_a_trusted_proxy_each_reader_has_their_own_limit(tagged_db, sink, proxies):
+    """Behind nginx every request comes from 127.0.0.1: with IMMUNOFEED_TRUSTED_PROXIES=1 the
+    limit counts the X-Forwarded-For client; without, that header (anyone can send it) is
+    ignored."""
+    from webapp import create_app
+
+    app = create_app({"TESTING": True, "DATABASE_URL": tagged_db, "SMTP_URL": sink.url,
+                      "BASE_URL": BASE, "TRUSTED_PROXIES": proxies})
+    limiter.reset()
+    client = app.test_client()
+    codes = [client.post("/api/v1/subscriptions",
+                         json={"email": f"r{i}@example.org", "topics": ["melanoma"]},
+                         headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code
+             for i in range(7)]
+    assert codes == ([202] * 7 if proxies == "1" else [202] * 5 + [429] * 2)
+
+
 def test_web_workers_share_the_per_client_limit_through_redis(tagged_db, sink):
     """Two apps, as two gunicorn workers would be, counting in the real Redis on 127.0.0.1:
     the second starts where the first left off. A Redis that cannot be reached costs nothing
@@ -543,6 +561,8 @@ def test_digest_commands_preview_dry_run_and_clear_errors(tagged_db, sink, tmp_p
         (("digest", "preview", "who@example.org"), mail, "no subscriber who@example.org"),
         (("digest", "preview", "not an address"), mail, "not a usable email address"),
         (("run",), {**mail, "DIGEST_HOUR": "25"}, "IMMUNOFEED_DIGEST_HOUR must be an hour"),
+        (("serve", "--port", "1"), {"TRUSTED_PROXIES": "nginx"},
+         "IMMUNOFEED_TRUSTED_PROXIES must be a whole number, not 'nginx'"),
     ]:
         failed = run_cli(*args, db_url=tagged_db, settings=settings)
         assert failed.returncode != 0 and words in failed.stderr, (args, failed.stderr)
@@ -585,6 +605,35 @@ def test_run_crawls_the_sources_and_sends_the_digests(tagged_db, sink, sample_so
     assert crawled > 0 and len(sink.to("daily@example.org")) == 1, out
     assert process.returncode == 0, out
     assert "daily digests: 1 sent" in out
+
+
+def test_run_without_digests_only_crawls(tagged_db, sink, sample_sources_file):
+    """A crawler machine's `immunofeed run --no-digests`: crawls, sends nothing, not even a
+    digest overdue since this morning."""
+    import signal
+    import subprocess
+    import time
+
+    from db.models import Source
+
+    subscribe(tagged_db, "daily@example.org", ["melanoma"])
+    env = cli_env(tagged_db, SMTP_URL=sink.url, BASE_URL=BASE, DIGEST_HOUR="0")
+    process = subprocess.Popen([IMMUNOFEED, "run", "--no-digests", "--sources",
+                                str(sample_sources_file), *[f"--set={v}" for v in FAST[1::2]]],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    crawled = 0
+    while not crawled and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.5)
+        with session_scope(tagged_db) as session:
+            crawled = len(session.scalars(select(Source).where(
+                Source.last_crawled_at.is_not(None))).all())
+    time.sleep(2)  # time enough for a catch-up digest, were one scheduled
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    assert crawled > 0 and process.returncode == 0, out
+    assert "no digests" in out and "digests:" not in out
+    assert sink.messages == []
 
 
 # -- the SMTP connection -----------------------------------------------------------------------

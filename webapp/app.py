@@ -25,6 +25,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     if test_config:
         app.config.update(test_config)
+    proxies = app.config.get("TRUSTED_PROXIES", settings.get("TRUSTED_PROXIES"))
+    if not str(proxies).isdigit():
+        raise settings.SettingError(
+            f"IMMUNOFEED_TRUSTED_PROXIES must be a whole number, not {proxies!r}")
+    if int(proxies):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = int(proxies)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     from webapp import api, feeds, site, subscribe
 

@@ -35,7 +35,7 @@ def _user_error(exc: Exception) -> str | None:
     from db.session import DatabaseUrlError
     from webapp.mail import MailConfigError
 
-    if isinstance(exc, (SourcesError, DatabaseUrlError, MailConfigError)):
+    if isinstance(exc, (SourcesError, DatabaseUrlError, MailConfigError, settings.SettingError)):
         return str(exc)
     if isinstance(exc, (OperationalError, ProgrammingError)):
         reason = str(exc.orig or exc).strip().splitlines()[0]
@@ -304,9 +304,10 @@ def _serve(host: str, port: int) -> None:
 
     from webapp import create_app
 
+    app = create_app()
     click.echo(f"ImmunoFeed at http://{host}:{port}/  (Ctrl-C stops)")
     try:
-        waitress_serve(create_app(), host=host, port=port, threads=8, _quiet=True)
+        waitress_serve(app, host=host, port=port, threads=8, _quiet=True)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     except KeyboardInterrupt:
@@ -397,10 +398,15 @@ def db_copy(source: str, target: str) -> None:
               help="TOML file of sources (default: IMMUNOFEED_SOURCES or crawler/sources.toml).")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a Scrapy setting for every crawl (repeatable).")
+@click.option("--no-digests", is_flag=True,
+              help="Only crawl (on every machine but the one that sends the digests).")
 @friendly_errors
-def run(sources_file: str | None, overrides: tuple[str, ...]) -> None:
+def run(sources_file: str | None, overrides: tuple[str, ...], no_digests: bool) -> None:
     """Crawl each source on its interval and send the digests at IMMUNOFEED_DIGEST_HOUR, until
-    stopped (Ctrl-C or SIGTERM)."""
+    stopped (Ctrl-C or SIGTERM).
+
+    On several machines sharing one database and IMMUNOFEED_REDIS_URL, run it on each (all but
+    one with --no-digests): a source due for a crawl is crawled by all of them together."""
     import logging
     import signal
 
@@ -414,7 +420,8 @@ def run(sources_file: str | None, overrides: tuple[str, ...]) -> None:
     prepare_database(url)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        run_forever(url, sources_file or settings.get("SOURCES") or None, overrides)
+        run_forever(url, sources_file or settings.get("SOURCES") or None, overrides,
+                    digests=not no_digests)
     except ScheduleError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -104,8 +104,10 @@ class Runner:
             log.warning("%s digests: exit status %s", frequency, done.returncode)
 
 
-def run_forever(url: str, sources_file: str | None, overrides: tuple[str, ...] = ()) -> None:
-    """Schedule the crawls and digests, and run until interrupted."""
+def run_forever(url: str, sources_file: str | None, overrides: tuple[str, ...] = (),
+                digests: bool = True) -> None:
+    """Schedule the crawls and (unless DIGESTS is false) the digests, and run until
+    interrupted."""
     hour = digest_hour()
     runner = Runner(url, sources_file, overrides)
     load_sources(sources_file)  # a broken sources file is reported now, not at the first crawl
@@ -114,6 +116,10 @@ def run_forever(url: str, sources_file: str | None, overrides: tuple[str, ...] =
     scheduler.add_job(runner.crawl_due, "interval", seconds=CHECK_EVERY.total_seconds(),
                       next_run_time=now, max_instances=1, coalesce=True, id="crawl",
                       misfire_grace_time=None)
+    if not digests:  # a crawler machine: another one sends the digests
+        log.info("running: crawls every %d min by default, no digests", runner.interval)
+        _start(scheduler)
+        return
     daily = CronTrigger(hour=hour, minute=0, timezone="UTC")
     weekly = CronTrigger(day_of_week="mon", hour=hour, minute=0, timezone="UTC")
     scheduler.add_job(runner.send, daily, args=["daily"], max_instances=1, coalesce=True,
@@ -131,6 +137,10 @@ def run_forever(url: str, sources_file: str | None, overrides: tuple[str, ...] =
                           id="weekly-catch-up", misfire_grace_time=None)
     log.info("running: crawls every %d min by default, digests at %02d:00 UTC", runner.interval,
              hour)
+    _start(scheduler)
+
+
+def _start(scheduler: BlockingScheduler) -> None:
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):
