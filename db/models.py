@@ -215,3 +215,34 @@ class AppSecret(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+class RetagRun(Base):
+    """One `immunofeed tag --rebuild` over the ids up to LAST_ID, shared by every process that
+    joins it until it is finished."""
+
+    __tablename__ = "retag_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vocabulary: Mapped[str] = mapped_column(String(64))  # digest of the vocabulary it tags with
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    last_id: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RetagChunk(Base):
+    """Ids (chunk * chunk_size, (chunk + 1) * chunk_size] of a run: claimed by one worker,
+    done when all of them are re-tagged and committed."""
+
+    __tablename__ = "retag_chunks"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("retag_runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    worker: Mapped[str] = mapped_column(String(120))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    articles: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int] = mapped_column(Integer, default=0)
+

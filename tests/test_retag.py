@@ -1,13 +1,20 @@
 """`immunofeed tag --rebuild`: every stored article re-tagged with the current vocabulary, on
 several processes, through the real console script and a real SQLite database."""
 
-from sqlalchemy import select
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+from sqlalchemy import func, select
 
 from db.articles import ArticleData, upsert_article
-from db.models import Article, ArticleConcept, Concept
+from db.models import Article, ArticleConcept, Concept, RetagChunk, RetagRun
 from db.session import session_scope
 from db.sources import get_or_create_source
-from tests.conftest import run_cli
+from tests.conftest import IMMUNOFEED, cli_env, run_cli
 
 ARTICLES = [
     ("Tebentafusp extends survival in metastatic uveal melanoma",
@@ -74,3 +81,73 @@ def test_rebuild_with_an_unreachable_database_is_one_clear_line():
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("Error: database postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+
+def _stale_articles(url, n):
+    """N articles stored as by an older tagger (no tags), each mentioning a known therapy."""
+    with session_scope(url) as s:
+        for i in range(n):
+            title, body = ARTICLES[i % 3]
+            upsert_article(s, ArticleData(
+                canonical_url=f"http://127.0.0.1/s{i}", url=f"http://127.0.0.1/s{i}",
+                title=f"{title} ({i})", body=body, summary="stale", mentions={}))
+
+
+def _counts(out):
+    articles, changed = re.fullmatch(r"re-tagged (\d+) articles, (\d+) changed.*",
+                                     out.strip()).groups()
+    return int(articles), int(changed)
+
+
+def test_two_processes_share_one_rebuild(db_url):
+    _stale_articles(db_url, 600)
+    command = [IMMUNOFEED, "tag", "--rebuild", "--jobs", "1", "--chunk-size", "25"]
+    workers = [subprocess.Popen(command, env=cli_env(db_url), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(w.communicate(timeout=300), w.returncode) for w in workers]
+    for (_, err), code in results:
+        assert code == 0, err
+    counts = [_counts(out) for (out, _), _ in results]
+    assert sum(a for a, _ in counts) == 600  # every article re-tagged by exactly one of them
+    assert sum(c for _, c in counts) == 600  # each had a stale summary
+    assert all(a > 0 for a, _ in counts), counts  # both took part
+    tags, _ = _stored_tags(db_url)
+    assert len(tags) == 400  # the car-park third has no concept
+    with session_scope(db_url) as s:
+        run = s.scalars(select(RetagRun)).one()
+        assert run.finished_at is not None
+        chunks = s.scalars(select(RetagChunk)).all()
+        assert len(chunks) == 24 and all(c.done_at for c in chunks)
+        assert {c.worker for c in chunks} == {f"{socket.gethostname()}:{w.pid}" for w in workers}
+
+
+def test_a_killed_rebuild_resumes_where_it_stopped(db_url):
+    _stale_articles(db_url, 900)
+    command = [IMMUNOFEED, "tag", "--rebuild", "--jobs", "1", "--chunk-size", "50"]
+    first = subprocess.Popen(command, env=cli_env(db_url), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    done = 0
+    while done < 2 and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.05)
+        with session_scope(db_url) as s:
+            done = s.scalar(select(func.count()).select_from(RetagChunk)
+                            .where(RetagChunk.done_at.is_not(None)))
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    with session_scope(db_url) as s:
+        done_before = sum(c.articles for c in s.scalars(
+            select(RetagChunk).where(RetagChunk.done_at.is_not(None))))
+    assert 0 < done_before < 900, "the kill should land mid-run"
+
+    again = run_cli("tag", "--rebuild", "--jobs", "1", db_url=db_url)
+    assert again.returncode == 0, again.stderr
+    articles, _ = _counts(again.stdout)
+    assert articles == 900 - done_before  # only what was left, the killed chunk included
+    tags, details = _stored_tags(db_url)
+    assert len(tags) == 600 and all(d[0] != "stale" for d in details.values())
+    with session_scope(db_url) as s:
+        assert s.scalars(select(RetagRun)).one().finished_at is not None
+
+    fresh = run_cli("tag", "--rebuild", "--jobs", "1", db_url=db_url)  # a finished run: anew
+    assert _counts(fresh.stdout) == (900, 0)

@@ -208,19 +208,25 @@ def _parse_overrides(overrides: tuple[str, ...]) -> dict[str, object]:
               help="Worker processes (default: one per core).")
 @click.option("--rebuild", is_flag=True,
               help="Re-tag every article in the database instead (after a vocabulary change).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None, metavar="IDS",
+              help="With --rebuild: article ids per share of the work (default 2000).")
 @friendly_errors
-def tag(jobs: int | None, rebuild: bool) -> None:
+def tag(jobs: int | None, rebuild: bool, chunk_size: int | None) -> None:
     """Tag JSON Lines from stdin: {"id", "text"} in, {"id", "entities", "summary"} out.
 
     With --rebuild, re-tag the articles stored in the database (IMMUNOFEED_DATABASE_URL) with
-    the current vocabulary, showing progress on stderr.
+    the current vocabulary, showing progress on stderr. Started on several machines (or
+    several times), the processes share the work; started again after a stop, it does only
+    what is left.
     """
     from nlp.parallel import cpu_count
 
     jobs = jobs or cpu_count()
     if rebuild:
-        _rebuild_tags(jobs)
+        _rebuild_tags(jobs, chunk_size)
         return
+    if chunk_size is not None:
+        raise click.UsageError("--chunk-size goes with --rebuild")
     from nlp.stream import TagInputError, tag_lines
 
     stdin = click.get_binary_stream("stdin")  # decoded line by line, so a bad line is named
@@ -231,8 +237,8 @@ def tag(jobs: int | None, rebuild: bool) -> None:
         raise click.ClickException(f"stdin {exc}") from None
 
 
-def _rebuild_tags(jobs: int) -> None:
-    from crawler.retag import retag_all
+def _rebuild_tags(jobs: int, chunk_size: int | None) -> None:
+    from crawler.retag import CHUNK, retag_all
     from db.articles import count_articles
     from db.session import session_scope
 
@@ -242,8 +248,9 @@ def _rebuild_tags(jobs: int) -> None:
         total = count_articles(session)
     with click.progressbar(length=total, label="re-tagging", file=sys.stderr,
                            show_pos=True, show_eta=True) as bar:
-        done = retag_all(url, jobs, progress=bar.update)
-    click.echo(f"re-tagged {done.articles} articles, {done.changed} changed")
+        done = retag_all(url, jobs, progress=bar.update, chunk_size=chunk_size or CHUNK)
+    click.echo(f"re-tagged {done.articles} articles, {done.changed} changed"
+               + ("" if done.finished else "; other processes are finishing the rest"))
 
 
 @cli.command()
