@@ -6,6 +6,9 @@ requests answered per second.
 
     .venv/bin/python bench/site_speed.py [--articles 100000] [--requests 300] [--clients 4]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/EMPTY_DATABASE]
+        [--reuse] [--warm-up 5] [--worker-timeout 30]
+
+--reuse serves the articles an earlier run left in --database-url instead of storing new ones.
 """
 
 from __future__ import annotations
@@ -79,6 +82,17 @@ def fill(url: str, count: int, seed: int = 7) -> list[tuple[str, str]]:
     return sorted(used, key=lambda key: -used[key])
 
 
+def popular_concepts(url: str) -> list[tuple[str, str]]:
+    """The stored concepts' (page kind, slug), most used first (what fill() returns)."""
+    with get_engine(url).connect() as c:
+        rows = c.execute(
+            sa.select(Concept.label, Concept.slug)
+            .join(ArticleConcept, ArticleConcept.concept_id == Concept.id)
+            .group_by(Concept.id, Concept.label, Concept.slug)
+            .order_by(sa.func.count().desc())).all()
+    return [(label.lower(), slug) for label, slug in rows]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,7 +101,7 @@ def free_port() -> int:
 
 def timed_get(url: str) -> float:
     started = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=60) as response:
+    with urllib.request.urlopen(url, timeout=900) as response:
         response.read()
         if response.status != 200:
             raise RuntimeError(f"{url}: {response.status}")
@@ -109,18 +123,26 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--database-url", help="an empty database to fill (default: a "
                         "temporary SQLite file)")
+    parser.add_argument("--reuse", action="store_true")
+    parser.add_argument("--warm-up", type=int, default=5, help="requests of each kind first")
+    parser.add_argument("--worker-timeout", type=int, default=30, help="gunicorn's, seconds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/site.db"
-        started = time.perf_counter()
-        popular = fill(url, args.articles)
-        took = time.perf_counter() - started
-        print(f"{get_engine(url).dialect.name}: {args.articles:,} synthetic articles with their "
-              f"tags stored in {took:.0f} s ({args.articles / took:,.0f} articles/s)")
+        if args.reuse:
+            popular = popular_concepts(url)
+            print(f"{get_engine(url).dialect.name}: the articles stored by an earlier run")
+        else:
+            started = time.perf_counter()
+            popular = fill(url, args.articles)
+            took = time.perf_counter() - started
+            print(f"{get_engine(url).dialect.name}: {args.articles:,} synthetic articles with "
+                  f"their tags stored in {took:.0f} s ({args.articles / took:,.0f} articles/s)")
         port = free_port()
         server = subprocess.Popen(
             [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}",
-             "--log-level", "warning", "webapp:create_app()"],
+             "--log-level", "warning", "--timeout", str(args.worker_timeout),
+             "webapp:create_app()"],
             env={**os.environ, "IMMUNOFEED_DATABASE_URL": url})
         base = f"http://127.0.0.1:{port}"
         try:
@@ -138,7 +160,8 @@ def main() -> None:
             concept = ["{}/{}/{}".format(base, *rng.choice(popular[:40]))
                        for _ in range(args.requests)]
             with ThreadPoolExecutor(args.clients) as pool:
-                for warm in (selective[:5], broad[:5], concept[:5]):
+                for warm in (selective[:args.warm_up], broad[:args.warm_up],
+                             concept[:args.warm_up]):
                     list(pool.map(timed_get, warm))
                 print(f"gunicorn, 2 workers; {args.clients} clients on the same 2-core machine")
                 rates = []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import fields, replace
+from typing import Any
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
@@ -19,7 +19,7 @@ from db.articles import ArticleData, upsert_article
 from db.concepts import ConceptData, sync_concepts
 from db.evidence import journal_names, papers_named_in
 from db.models import Article
-from db.session import new_session, session_scope
+from db.session import session_scope
 from db.sources import CrawlOutcome, get_or_create_source, record_crawl
 from db.stories import assign_story
 from nlp.relevance import kept_out
@@ -103,12 +103,14 @@ _STORED_FIELDS = sorted(
 
 class StorePipeline:
     """Upsert by work (identifier or canonical URL): a re-crawl updates in place and never
-    duplicates. Writes are committed in batches (STORE_BATCH_ITEMS items or
-    STORE_BATCH_SECONDS); an item not yet committed when a crawl is killed was never stored, so
-    the next crawl fetches it again.
+    duplicates. Items are held in memory and written in batches (STORE_BATCH_ITEMS items, or
+    whatever came within STORE_BATCH_SECONDS), each in one short transaction, so that several
+    crawler processes writing to one SQLite file wait for each other only while a batch is
+    written. An item not yet written when a crawl is killed was never stored, so the next crawl
+    fetches it again.
 
     While the database is unavailable (crawler/dbwait.py) the batch is held, items arriving
-    meanwhile join it, and all of them are written again once it answers."""
+    meanwhile join it, and all of them are written once it answers."""
 
     def __init__(self, database_url: str, crawler: Crawler):
         self.database_url = database_url
@@ -116,10 +118,8 @@ class StorePipeline:
         self.batch_items = crawler.settings.getint("STORE_BATCH_ITEMS", 50)
         self.batch_seconds = crawler.settings.getfloat("STORE_BATCH_SECONDS", 1.0)
         self.retry_seconds = retry_seconds(crawler.settings)
-        self._session: Session | None = None
-        self._held: list[ArticleItem] = []  # written in the open session, not yet committed
-        self._pending: list[str] = []  # their outcomes
-        self._opened = 0.0
+        self._held: list[ArticleItem] = []  # waiting to be written
+        self._timer: Any = None  # the write due STORE_BATCH_SECONDS after the first held item
         self._outage: asyncio.Future[None] | None = None  # set while waiting for the database
         self._concept_ids: dict[str, int] = {}
         self._journals: list[str] = []
@@ -141,33 +141,30 @@ class StorePipeline:
                                      topical=source.topical)
 
     async def process_item(self, item: ArticleItem) -> ArticleItem:
+        self._held.append(item)
         if self._outage is not None:  # the database is away: held with the rest
-            self._held.append(item)
             await asyncio.shield(self._outage)
-            return item
-        try:
-            if self._session is None:
-                self._session = new_session(self.database_url, writer=True)
-                self._opened = time.monotonic()
-                # An open batch holds the database's write lock: commit it on time even when
-                # no further item comes, so other crawler processes are not kept waiting.
-                from twisted.internet import reactor
+        elif len(self._held) >= self.batch_items:
+            await self._write_or_wait()
+        elif self._timer is None:
+            from twisted.internet import reactor
 
-                reactor.callLater(self.batch_seconds, self._commit_batch, self._session)
-            self._held.append(item)
-            try:
-                self._pending.append(self._write(self._session, item))
-            except UNAVAILABLE:
-                raise
-            except Exception:
-                self._held.pop()  # this item alone failed (its savepoint rolled back)
-                raise
-            if (len(self._pending) >= self.batch_items
-                    or time.monotonic() - self._opened >= self.batch_seconds):
-                self._commit()
+            self._timer = reactor.callLater(self.batch_seconds, self._write_on_time)
+        return item
+
+    def _write_on_time(self) -> None:
+        self._timer = None
+        if self._outage is None and self._held:
+            asyncio.ensure_future(self._write_or_wait())
+
+    async def _write_or_wait(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        try:
+            self._write_held()
         except UNAVAILABLE as error:
             await self._wait_for_database(error)
-        return item
 
     def _write(self, session: Session, item: ArticleItem) -> str:
         # the item's fields that the database keeps, under the same names
@@ -186,37 +183,26 @@ class StorePipeline:
                     assign_story(session, article, item.signature, new=outcome == "new")
         return outcome
 
-    def _commit_batch(self, session: Session) -> None:
-        if self._session is not session or self._outage is not None:
-            return  # committed already, or being written again
-        try:
-            self._commit()
-        except UNAVAILABLE as error:
-            asyncio.ensure_future(self._wait_for_database(error))
-
-    def _commit(self) -> None:
-        """Commit the open batch. Raises UNAVAILABLE with the batch still held."""
-        session, pending = self._session, self._pending
-        self._session, self._pending = None, []
-        if session is None:
+    def _write_held(self) -> None:
+        """Write every held item in one transaction (all of them, or none and raise
+        UNAVAILABLE); an item that fails on its own is logged and counted, the rest stored."""
+        batch = list(self._held)
+        if not batch:
             return
-        try:
-            session.commit()
-        except UNAVAILABLE:
-            raise
-        except Exception:
-            session.rollback()
-            self.crawler.stats.inc_value("immunofeed/items_failed", len(pending))
-            logger.exception("could not store %d article(s); the next crawl fetches them again",
-                             len(pending))
-            self._held = []
-            return
-        finally:
-            session.close()
-        self._held = []
-        self._count(pending)
-
-    def _count(self, outcomes: list[str]) -> None:
+        outcomes = []
+        failed = 0
+        with session_scope(self.database_url, writer=True) as session:
+            for item in batch:
+                try:
+                    outcomes.append(self._write(session, item))
+                except UNAVAILABLE:
+                    raise
+                except Exception:
+                    failed += 1
+                    logger.exception("could not store %s", item.url)
+        del self._held[:len(batch)]  # items that arrived while writing stay held
+        if failed:
+            self.crawler.stats.inc_value("immunofeed/items_failed", failed)
         for outcome in outcomes:
             self.crawler.stats.inc_value(f"immunofeed/articles_{outcome}")
 
@@ -225,9 +211,6 @@ class StorePipeline:
             await asyncio.shield(self._outage)
             return
         self._outage = asyncio.get_running_loop().create_future()
-        if self._session is not None:
-            self._session.close()  # its connection is gone; the held items are written anew
-        self._session, self._pending = None, []
         logger.warning("database unavailable: %s; holding %d article(s)", describe(error),
                        len(self._held))
         try:
@@ -242,29 +225,10 @@ class StorePipeline:
             outage, self._outage = self._outage, None
             outage.set_result(None)
 
-    def _write_held(self) -> None:
-        """Write every held item in one transaction (all of them, or none and raise)."""
-        outcomes = []
-        with session_scope(self.database_url, writer=True) as session:
-            for item in list(self._held):
-                try:
-                    outcomes.append(self._write(session, item))
-                except UNAVAILABLE:
-                    raise
-                except Exception:
-                    self.crawler.stats.inc_value("immunofeed/items_failed")
-                    logger.exception("could not store %s", item.url)
-        logger.info("stored %d held article(s)", len(outcomes))
-        self._held = []
-        self._count(outcomes)
-
     async def close_spider(self) -> None:
         if self._outage is not None:
             await asyncio.shield(self._outage)
-        try:
-            self._commit()
-        except UNAVAILABLE as error:
-            await self._wait_for_database(error)
+        await self._write_or_wait()
         outcomes: dict[str, CrawlOutcome] = getattr(self.crawler.spider, "outcomes", {})
         shared = getattr(self.crawler.spider, "shared_crawl", None)
         if shared is not None and shared.lost_a_worker():

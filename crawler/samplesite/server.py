@@ -112,7 +112,7 @@ class SampleSite:
                     status, headers = site.faults[path].pop(0)
                     self._answer(status, "text/plain", b"try later", headers)
                     return
-                if path.startswith("/articles/") and site.page_delay:
+                if "/articles/" in path and site.page_delay:
                     time.sleep(site.page_delay)
                 extra: dict[str, str] = {}
                 if path in site.routes:
