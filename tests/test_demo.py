@@ -11,7 +11,7 @@ import urllib.request
 import sqlalchemy as sa
 
 from crawler.samplesite import render
-from tests.conftest import IMMUNOFEED
+from tests.conftest import IMMUNOFEED, TEST_DATABASE_URL, new_db_url
 
 
 def _free_port():
@@ -25,8 +25,10 @@ def _get(url, timeout=5.0):
         return response.status, response.headers.get_content_type(), response.read().decode()
 
 
-def _run_demo(cwd, port, sample_port):
+def _run_demo(cwd, port, sample_port, db_url=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMMUNOFEED_")}
+    if db_url:
+        env["IMMUNOFEED_DATABASE_URL"] = db_url
     process = subprocess.Popen(
         [IMMUNOFEED, "demo", "--port", str(port), "--sample-port", str(sample_port)],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -55,8 +57,11 @@ def _stop(process):
 
 
 def test_demo_crawls_serves_and_reruns_without_duplicates(tmp_path):
+    """On SQLite, as `make demo` runs with nothing set; on PostgreSQL (make test DB=postgres),
+    with IMMUNOFEED_DATABASE_URL pointing there."""
     port, sample_port = _free_port(), _free_port()
-    process = _run_demo(tmp_path, port, sample_port)
+    db_url = new_db_url(tmp_path) if TEST_DATABASE_URL else None
+    process = _run_demo(tmp_path, port, sample_port, db_url)
     try:
         status, _, html = _get(f"http://127.0.0.1:{port}/search?q=pembrolizumab")
         assert status == 200 and "articles for “pembrolizumab”" in html
@@ -73,10 +78,10 @@ def test_demo_crawls_serves_and_reruns_without_duplicates(tmp_path):
     total = len(render.stories())
     assert f"{total} new" in out and f"http://127.0.0.1:{port}/" in out
 
-    process = _run_demo(tmp_path, port, sample_port)
+    process = _run_demo(tmp_path, port, sample_port, db_url)
     out, _ = _stop(process)
     assert "0 new, 0 updated, 0 unchanged article(s); 0 source(s) failed; 4 not modified" in out
-    engine = sa.create_engine(f"sqlite:///{tmp_path}/var/immunofeed.db")
+    engine = sa.create_engine(db_url or f"sqlite:///{tmp_path}/var/immunofeed.db")
     with engine.connect() as c:
         assert c.execute(sa.text("SELECT count(*) FROM articles")).scalar() == total
     engine.dispose()
