@@ -119,6 +119,7 @@ class StorePipeline:
         self.batch_seconds = crawler.settings.getfloat("STORE_BATCH_SECONDS", 1.0)
         self.retry_seconds = retry_seconds(crawler.settings)
         self._held: list[ArticleItem] = []  # waiting to be written
+        self._written: asyncio.Future[None] | None = None  # resolved when they are
         self._timer: Any = None  # the write due STORE_BATCH_SECONDS after the first held item
         self._outage: asyncio.Future[None] | None = None  # set while waiting for the database
         self._concept_ids: dict[str, int] = {}
@@ -141,7 +142,12 @@ class StorePipeline:
                                      topical=source.topical)
 
     async def process_item(self, item: ArticleItem) -> ArticleItem:
+        # An item is done once written: until then the crawl is not idle, so it cannot end (or,
+        # shared, let the other crawlers end) with articles only in this process's memory.
         self._held.append(item)
+        if self._written is None:
+            self._written = asyncio.get_running_loop().create_future()
+        written = self._written
         if self._outage is not None:  # the database is away: held with the rest
             await asyncio.shield(self._outage)
         elif len(self._held) >= self.batch_items:
@@ -150,7 +156,14 @@ class StorePipeline:
             from twisted.internet import reactor
 
             self._timer = reactor.callLater(self.batch_seconds, self._write_on_time)
+        await asyncio.shield(written)
         return item
+
+    def _release(self) -> None:
+        """The held items are written (or given up): let their process_item calls return."""
+        written, self._written = self._written, None
+        if written is not None and not written.done():
+            written.set_result(None)
 
     def _write_on_time(self) -> None:
         self._timer = None
@@ -200,7 +213,8 @@ class StorePipeline:
                 except Exception:
                     failed += 1
                     logger.exception("could not store %s", item.url)
-        del self._held[:len(batch)]  # items that arrived while writing stay held
+        del self._held[:len(batch)]
+        self._release()
         if failed:
             self.crawler.stats.inc_value("immunofeed/items_failed", failed)
         for outcome in outcomes:
@@ -221,6 +235,7 @@ class StorePipeline:
             logger.error("%s; %d article(s) not stored, the next crawl fetches them again",
                          gone, len(self._held))
             self._held = []
+            self._release()
         finally:
             outage, self._outage = self._outage, None
             outage.set_result(None)
