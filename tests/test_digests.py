@@ -577,6 +577,41 @@ def test_digest_commands_preview_dry_run_and_clear_errors(tagged_db, sink, tmp_p
         assert session.scalar(select(Subscriber.status)) == "unsubscribed"
 
 
+def test_two_runs_at_once_send_each_digest_once(tagged_db, sink):
+    """Cron on two machines, or a run started by hand during the scheduled one: the second
+    finds the first holding the run's lock and sends nothing; the first sends every digest."""
+    import subprocess
+    import time
+
+    emails = [f"both{i}@example.org" for i in range(6)]
+    for email in emails:
+        subscribe(tagged_db, email, ["melanoma"])
+
+    def slowly(_count: int) -> bool:  # a slow mail server: the first run lasts a while
+        time.sleep(0.3)
+        return True
+
+    sink.before_accept = slowly
+    mail = {"BASE_URL": BASE, "SMTP_URL": sink.url}
+    first = subprocess.Popen([IMMUNOFEED, "digest", "send", "--frequency", "daily", "--jobs", "2"],
+                             env=cli_env(tagged_db, **mail), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not sink.received and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    second = run_cli("digest", "send", "--frequency", "daily", db_url=tagged_db, settings=mail)
+    out, err = first.communicate(timeout=120)
+    assert second.returncode == 1 and "Traceback" not in second.stderr
+    assert ("another `digest send --frequency daily` is running on this database; nothing sent"
+            in second.stderr)
+    assert first.returncode == 0, err
+    assert out.startswith("digests: 6 sent")
+    assert all(len(sink.to(email)) == 1 for email in emails)  # each once
+    sink.before_accept = None
+    third = run_cli("digest", "send", "--frequency", "daily", db_url=tagged_db, settings=mail)
+    assert third.returncode == 0 and third.stdout.startswith("digests: 0 sent")  # lock let go
+
+
 def test_run_crawls_the_sources_and_sends_the_digests(tagged_db, sink, sample_sources_file):
     """`immunofeed run` started after the digest hour: it crawls every source at once and
     catches up on today's digest; SIGTERM stops it cleanly."""

@@ -477,16 +477,24 @@ def digest_send(frequency: str, dry_run: bool, jobs: int | None) -> None:
 
     Safe to run again (or after a crash): each subscriber gets one digest per day (daily) or
     ISO week (weekly). Mail goes to IMMUNOFEED_SMTP_URL, or to var/outbox/ when it is empty."""
+    from contextlib import nullcontext
+
     from nlp.parallel import cpu_count
-    from webapp.digest import send_digests
+    from webapp.digest import AlreadySending, one_run_at_a_time, send_digests
     from webapp.mail import mailer_from_settings
 
     url = settings.database_url()
     prepare_database(url)
     links = _site_links(url)
-    with mailer_from_settings() as mailer:
-        report = send_digests(url, frequency, links, mailer, dry_run=dry_run,
-                              jobs=jobs or cpu_count())
+    try:
+        with one_run_at_a_time(url, frequency) if not dry_run else nullcontext(), \
+                mailer_from_settings() as mailer:
+            report = send_digests(url, frequency, links, mailer, dry_run=dry_run,
+                                  jobs=jobs or cpu_count())
+    except AlreadySending:
+        raise click.ClickException(
+            f"another `digest send --frequency {frequency}` is running on this database; "
+            "nothing sent by this one") from None
     if dry_run:
         click.echo(f"dry run: {report.sent} digests would be sent, {report.empty} empty, "
                    f"{report.skipped} already done this period")

@@ -11,25 +11,28 @@ again with the same Message-ID, which mail stores recognise as the same message.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import multiprocessing
 import queue
 import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.message import Message
 
 import numpy as np
 from markupsafe import Markup
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from db.concepts import concepts_for_articles
 from db.models import Article, DigestDelivery, Subscriber, utcnow
 from db.search import matching_articles
-from db.session import new_session, reset_after_fork
+from db.session import get_engine, new_session, reset_after_fork
 from db.subscriptions import record_bounce
 from nlp.parallel import die_with_parent
 from webapp.mail import (
@@ -421,6 +424,43 @@ def _insert_new(session: Session):  # noqa: ANN202
 
         return sqlite_insert(DigestDelivery).on_conflict_do_nothing()
     return insert(DigestDelivery)
+
+
+class AlreadySending(RuntimeError):
+    """Another run sending the same digests holds the lock."""
+
+
+@contextmanager
+def one_run_at_a_time(url: str, frequency: str) -> Iterator[None]:
+    """Hold, for a whole run, the lock that keeps two runs sending FREQUENCY digests from the
+    same database from working at once (each would take the other's pending deliveries for
+    ones a killed run left, and send them again). A session advisory lock on PostgreSQL, which
+    works across machines; an exclusive lock on a file beside the database on SQLite. Both go
+    with the process if it dies. Raises AlreadySending when another run holds it."""
+    engine = get_engine(url)
+    name = f"immunofeed digest send {frequency}"
+    if engine.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        with engine.connect() as connection:
+            if not connection.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}):
+                raise AlreadySending(name)
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                connection.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.digest-{frequency}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadySending(name) from None
+        yield
 
 
 def send_digests(url: str, frequency: str, links: SiteLinks, mailer, *,  # noqa: ANN001
