@@ -28,8 +28,6 @@ stored.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 import uuid
 from typing import Any
@@ -38,6 +36,8 @@ from scrapy import signals
 from scrapy.exceptions import DontCloseSpider
 from scrapy_redis.scheduler import Scheduler
 from twisted.internet import task
+
+from nlp.parallel import process_ended, process_name
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class SharedScheduler(Scheduler):
     def from_crawler(cls, crawler: Any) -> SharedScheduler:
         scheduler = super().from_crawler(crawler)
         scheduler.crawler = crawler
-        scheduler.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        scheduler.worker = f"{process_name()}:{uuid.uuid4().hex[:6]}"
         crawler.signals.connect(scheduler._spider_idle, signal=signals.spider_idle)
         return scheduler
 
@@ -137,19 +137,10 @@ class SharedScheduler(Scheduler):
         """Workers registered from this machine whose process is gone: they died (kill -9, a
         crash) without leaving. Forgotten at once rather than after STALE_SECONDS."""
         workers, busy, *_, lost = self._keys()
-        host = socket.gethostname()
         for member in self.server.zrange(workers, 0, -1):
             name = member.decode() if isinstance(member, bytes) else member
-            worker_host, pid, _ = name.rsplit(":", 2) if name.count(":") >= 2 else ("", "", "")
-            if worker_host != host or name == self.worker or not pid.isdigit():
+            if name == self.worker or not process_ended(name):
                 continue
-            try:
-                os.kill(int(pid), 0)
-                continue  # still running
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                continue  # running, as another user
             logger.warning("shared crawl: worker %s died without leaving; its unfinished pages "
                            "are left to the next crawl", name)
             self.server.pipeline().zrem(workers, name).srem(busy, name).set(lost, 1).execute()

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -35,7 +33,7 @@ from db.concepts import sync_concepts
 from db.migrate import schema_transaction
 from db.models import Article, RetagChunk, RetagRun, Source, utcnow
 from db.session import session_scope
-from nlp.parallel import map_batches
+from nlp.parallel import map_batches, process_ended, process_name
 from nlp.relevance import kept_out
 from nlp.vocabulary import vocabulary
 
@@ -62,10 +60,6 @@ def vocabulary_digest() -> str:
     return hashlib.sha256(json.dumps(concepts, sort_keys=True).encode()).hexdigest()
 
 
-def this_worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def join_run(database_url: str, chunk_size: int = CHUNK) -> RetagRun:
     """The unfinished run for the current vocabulary, or a new one over today's ids."""
     digest = vocabulary_digest()
@@ -90,16 +84,8 @@ def _chunks(run: RetagRun) -> int:
 
 
 def _gone(worker: str, claimed_at, now) -> bool:  # noqa: ANN001
-    host, _, pid = worker.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    return claimed_at < now - LEASE
+    ended = process_ended(worker)
+    return ended if ended is not None else claimed_at < now - LEASE
 
 
 def claim_chunk(database_url: str, run: RetagRun, worker: str) -> int | None:
@@ -186,7 +172,7 @@ def retag_all(database_url: str, jobs: int = 1,
         concept_ids = sync_concepts(session, (concept_data(c) for c in vocabulary()))
         topical = dict(session.execute(select(Source.id, Source.topical)).all())
     run = join_run(database_url, chunk_size)
-    worker = this_worker()
+    worker = process_name()
     articles = changed = 0
     current, in_chunk = None, [0, 0]  # the chunk being written, its articles and changes
     for batch, answers in map_batches(tags_of, _batches(database_url, run, worker), jobs):

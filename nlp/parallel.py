@@ -10,6 +10,7 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.pool import AsyncResult
@@ -35,6 +36,27 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+def process_name() -> str:
+    """This process as other processes, on this machine or others, can name it: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def process_ended(name: str) -> bool | None:
+    """Whether the process NAME (process_name(), perhaps with a :suffix) has ended: True or
+    False for a process of this machine, None for another machine's (this one cannot tell)."""
+    host, _, rest = name.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # running, as another user
+        return False
+    return False
 
 
 def _warm_up() -> None:
