@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -37,8 +37,7 @@ def describe(error: BaseException) -> str:
     return " ".join(str(orig).split())[:200] or type(orig).__name__
 
 
-async def until_available(attempt: Callable[[], Awaitable[T] | T], what: str,
-                          give_up_after: float) -> T:
+async def until_available(attempt: Callable[[], T], what: str, give_up_after: float) -> T:
     """ATTEMPT's result, trying again with growing pauses while the database is unavailable.
     Raises DatabaseGone after GIVE_UP_AFTER seconds of failures."""
     started = time.monotonic()
@@ -47,8 +46,6 @@ async def until_available(attempt: Callable[[], Awaitable[T] | T], what: str,
     while True:
         try:
             result = attempt()
-            if asyncio.iscoroutine(result):
-                result = await result
         except UNAVAILABLE as error:
             failures += 1
             waited = time.monotonic() - started
@@ -64,7 +61,7 @@ async def until_available(attempt: Callable[[], Awaitable[T] | T], what: str,
         if failures:
             logger.warning("database back after %.1f s; %s done", time.monotonic() - started,
                            what)
-        return result  # type: ignore[return-value]
+        return result
 
 
 def retry_seconds(settings: Any) -> float:

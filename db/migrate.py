@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, text
 
-from db.session import get_engine
+from db.session import advisory_lock_key, get_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -22,21 +22,16 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-# pg_advisory_xact_lock key: "immunofe" as a number.
-_SCHEMA_LOCK = int.from_bytes(b"immunofe", "big") >> 1
-
-
 @contextmanager
 def schema_transaction(url: str) -> Iterator[Connection]:
     """A transaction holding the database's schema lock, so that processes starting together
     (several crawlers, a web worker) migrate and load the vocabulary one after the other instead
     of failing on each other: an advisory lock on PostgreSQL, a write lock taken up front on
     SQLite (which would otherwise refuse the second writer outright)."""
-    engine = get_engine(url)
-    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, \
-            connection.begin():
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+    with get_engine(url, writer=True).connect() as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": advisory_lock_key("immunofeed schema")})
         yield connection
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -47,8 +48,8 @@ class _Cached:
         # Writers on SQLite take the write lock when their transaction begins: a transaction
         # that reads and then writes while another process committed meanwhile is refused
         # outright (SQLITE_BUSY), without waiting. Readers stay deferred, so they never block.
-        self.writer_sessions = sessionmaker(
-            engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False)
+        self.writer = engine.execution_options(sqlite_immediate=True)
+        self.writer_sessions = sessionmaker(self.writer, expire_on_commit=False)
 
 
 _engines: OrderedDict[str, _Cached] = OrderedDict()
@@ -69,8 +70,16 @@ def _cached(url: str | None) -> _Cached:
         return found
 
 
-def get_engine(url: str | None = None) -> Engine:
-    return _cached(url).engine
+def get_engine(url: str | None = None, writer: bool = False) -> Engine:
+    """The engine for URL; WRITER: one whose transactions will write while other processes
+    may be writing too (see _Cached)."""
+    cached = _cached(url)
+    return cached.writer if writer else cached.engine
+
+
+def advisory_lock_key(name: str) -> int:
+    """A PostgreSQL advisory lock's 64-bit key for the lock called NAME."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 def _create_engine(url: str) -> Engine:
@@ -97,10 +106,10 @@ def _create_engine(url: str) -> Engine:
 
 
 def _sqlite_begin(connection) -> None:  # type: ignore[no-untyped-def]
-    # execution option sqlite_begin="IMMEDIATE": take the write lock now, waiting busy_timeout
-    # for it, rather than fail later when a read transaction turns into a write
-    mode = connection.get_execution_options().get("sqlite_begin", "")
-    connection.exec_driver_sql(f"BEGIN {mode}" if mode in ("IMMEDIATE", "EXCLUSIVE") else "BEGIN")
+    # execution option sqlite_immediate: take the write lock now, waiting busy_timeout for it,
+    # rather than fail later when a read transaction turns into a write
+    immediate = connection.get_execution_options().get("sqlite_immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def dispose_all() -> None:

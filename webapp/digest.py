@@ -12,7 +12,6 @@ again with the same Message-ID, which mail stores recognise as the same message.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import multiprocessing
 import queue
 import sys
@@ -32,7 +31,7 @@ from sqlalchemy.orm import Session, selectinload
 from db.concepts import concepts_for_articles
 from db.models import Article, DigestDelivery, Subscriber, utcnow
 from db.search import matching_articles
-from db.session import get_engine, new_session, reset_after_fork
+from db.session import advisory_lock_key, get_engine, new_session, reset_after_fork
 from db.subscriptions import record_bounce
 from nlp.parallel import die_with_parent
 from webapp.mail import (
@@ -440,7 +439,7 @@ def one_run_at_a_time(url: str, frequency: str) -> Iterator[None]:
     engine = get_engine(url)
     name = f"immunofeed digest send {frequency}"
     if engine.dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        key = advisory_lock_key(name)
         with engine.connect() as connection:
             if not connection.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}):
                 raise AlreadySending(name)
