@@ -92,6 +92,17 @@ def stored_json(value: object) -> object:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+def stored_titles(url: str) -> list[str]:
+    """The titles of the articles stored at URL, read on a connection of its own (none while
+    its tables do not exist yet)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as c:
+            return [t for (t,) in c.execute(sa.text("SELECT title FROM articles"))]
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):  # no tables yet
+        return []
+
+
 def cli_env(db_url: str | None = None, **settings: str) -> dict[str, str]:
     """This process's environment without its IMMUNOFEED_* variables, plus DB_URL and SETTINGS
     (given without the prefix: SMTP_URL=...)."""

@@ -10,10 +10,9 @@ from collections import Counter
 
 import pytest
 import redis
-import sqlalchemy as sa
 
 from crawler.samplesite import render
-from tests.conftest import FAST, IMMUNOFEED, cli_env, new_db_url
+from tests.conftest import FAST, IMMUNOFEED, cli_env, new_db_url, stored_titles
 
 # A Redis database of this test's own, emptied before each test.
 REDIS_URL = os.environ.get("IMMUNOFEED_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -50,14 +49,6 @@ def _finish(processes, timeout=180):
     return results
 
 
-def _titles(db_url):
-    engine = sa.create_engine(db_url)
-    with engine.connect() as c:
-        titles = [t for (t,) in c.execute(sa.text("SELECT title FROM articles"))]
-    engine.dispose()
-    return titles
-
-
 def _fetches(site, since):
     return Counter(path for _, path, _ in site.requests[since:] if path != "/robots.txt")
 
@@ -83,7 +74,7 @@ def test_three_crawlers_split_one_crawl(sample_site, sample_sources_file, tmp_pa
     assert set(pages) == {s.page_path for s in stories  # all but what robots.txt forbids
                           if not s.page_path.startswith("/members/")}
     assert set(pages.values()) == {1}  # each page once
-    assert sorted(_titles(db_url)) == sorted(s.title for s in stories)  # each article once
+    assert sorted(stored_titles(db_url)) == sorted(s.title for s in stories)  # each article once
 
     # the work was split: every process stored some of the articles, together all of them
     new_counts = [int(out.split(" new,")[0].rsplit(" ", 1)[-1]) for _, out, _ in results]
@@ -102,7 +93,7 @@ def test_a_killed_worker_loses_nothing_the_next_crawl_does_not_fetch(
     try:
         workers = _start_workers(3, sample_sources_file, db_url)
         deadline = time.monotonic() + 60
-        while len(_titles_or_none(db_url)) < 5 and time.monotonic() < deadline:
+        while len(stored_titles(db_url)) < 5 and time.monotonic() < deadline:
             time.sleep(0.1)
         os.kill(workers[0].pid, signal.SIGKILL)
         workers[0].communicate(timeout=10)  # reaped, as its parent would (no zombie left)
@@ -111,7 +102,7 @@ def test_a_killed_worker_loses_nothing_the_next_crawl_does_not_fetch(
         sample_site.page_delay = 0.0
     for code, _, err in results:
         assert code == 0, err
-    stored = len(_titles(db_url))
+    stored = len(stored_titles(db_url))
     total = len(render.stories())
     assert stored <= total
     assert shared_redis.keys("immunofeed:crawl:*") == []  # the dead worker counted as gone
@@ -119,14 +110,7 @@ def test_a_killed_worker_loses_nothing_the_next_crawl_does_not_fetch(
     again = _finish(_start_workers(1, sample_sources_file, db_url))
     assert again[0][0] == 0, again[0][2]
     assert f"{total - stored} new" in again[0][1]
-    assert sorted(_titles(db_url)) == sorted(s.title for s in render.stories())
-
-
-def _titles_or_none(db_url):
-    try:
-        return _titles(db_url)
-    except sa.exc.SQLAlchemyError:
-        return []
+    assert sorted(stored_titles(db_url)) == sorted(s.title for s in render.stories())
 
 
 def test_unreachable_redis_is_one_clear_error(tmp_path, sample_sources_file):
