@@ -18,6 +18,7 @@ from crawler.urls import canonical_url
 from db.articles import ArticleData, upsert_article
 from db.concepts import ConceptData, sync_concepts
 from db.evidence import journal_names, papers_named_in
+from db.listing import prune_changes
 from db.models import Article
 from db.session import session_scope
 from db.sources import CrawlOutcome, get_or_create_source, record_crawl
@@ -256,6 +257,7 @@ class StorePipeline:
             with session_scope(self.database_url, writer=True) as session:
                 for name, outcome in outcomes.items():
                     record_crawl(session, name, outcome)
+                prune_changes(session)
 
         try:
             await until_available(record, "recording each source's crawl", self.retry_seconds)

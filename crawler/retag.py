@@ -30,6 +30,7 @@ from crawler.analysis import Tags, tag_text
 from crawler.pipelines import concept_data
 from db.articles import TagUpdate, update_tags
 from db.concepts import sync_concepts
+from db.listing import prune_changes
 from db.migrate import schema_transaction
 from db.models import Article, RetagChunk, RetagRun, Source, utcnow
 from db.session import session_scope
@@ -137,6 +138,7 @@ def _finish(database_url: str, run: RetagRun) -> bool:
                                                RetagRun.finished_at.is_(None))
                         .values(finished_at=utcnow())
                         .execution_options(synchronize_session=False))
+        prune_changes(session)
         return True
 
 

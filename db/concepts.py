@@ -7,10 +7,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from db import listing
 from db.dates import article_date, date_text
 from db.models import Article, ArticleConcept, Concept
 
@@ -134,6 +136,10 @@ def _visible_tagged(concept_ids: set[int]) -> sa.Select[tuple[int]]:
 
 def count_visible_tagged(session: Session, concept_ids: set[int]) -> int:
     """How many articles readers see that are tagged with any of CONCEPT_IDS."""
+    index = listing.listing_for(session)
+    if index is not None:
+        columns, _ = index
+        return int((listing.concept_mask(columns, concept_ids) & columns.visible).sum())
     tagged = _visible_tagged(concept_ids).subquery()
     return session.scalar(select(func.count()).select_from(tagged)) or 0
 
@@ -150,6 +156,14 @@ def articles_per_month(session: Session, concept_ids: set[int], months: int = 24
         keys.append(f"{year:04d}-{month:02d}")
         year, month = (year - 1, 12) if month == 1 else (year, month - 1)
     keys.reverse()
+    index = listing.listing_for(session)
+    if index is not None:
+        columns, _ = index
+        first = (int(keys[0][:4]) - 1970) * 12 + int(keys[0][5:]) - 1
+        tagged = listing.concept_mask(columns, concept_ids) & columns.visible
+        months_in = columns.month[tagged]
+        counted = np.bincount(months_in[months_in >= first] - first, minlength=len(keys))
+        return [(key, int(n)) for key, n in zip(keys, counted[:len(keys)], strict=True)]
     tagged = _visible_tagged(concept_ids).subquery()
     bucket = date_text(session, article_date(), "%Y-%m")
     counts = dict(session.execute(
@@ -204,6 +218,9 @@ def therapy_cancer_map(session: Session, size: int = 12) -> PairMap:
     articles name each pair; an article about a narrower cancer (NSCLC) counts for a broader one
     shown (lung cancer), a narrower therapy (pembrolizumab) for its class."""
     concepts = {c.id: c for c in session.scalars(select(Concept))}
+    index = listing.listing_for(session)
+    if index is not None:
+        return _indexed_map(index[0], concepts, size)
     lifted = ancestor_chains((c.id, c.slug, c.parent_slug) for c in concepts.values())
     pairs = session.execute(
         select(ArticleConcept.article_id, ArticleConcept.concept_id)
@@ -217,13 +234,8 @@ def therapy_cancer_map(session: Session, size: int = 12) -> PairMap:
         for cid in ids:
             totals[cid] += 1
 
-    def top(label: str) -> list[Concept]:
-        ranked = sorted((c for c in concepts.values() if c.label == label and totals.get(c.id)
-                         and c.parent_slug is not None and c.slug not in TOO_BROAD_FOR_MAP),
-                        key=lambda c: (-totals[c.id], c.name))
-        return ranked[:size]
-
-    therapies, cancers = top("THERAPY"), top("CANCER")
+    therapies, cancers = (_top_for_map(concepts, totals, label, size)
+                          for label in ("THERAPY", "CANCER"))
     therapy_ids, cancer_ids = {c.id for c in therapies}, {c.id for c in cancers}
     counts: dict[tuple[int, int], int] = defaultdict(int)
     for ids in tagged.values():
@@ -231,3 +243,33 @@ def therapy_cancer_map(session: Session, size: int = 12) -> PairMap:
             for c in ids & cancer_ids:
                 counts[(t, c)] += 1
     return PairMap(therapies, cancers, dict(counts))
+
+
+def _top_for_map(concepts: Mapping[int, Concept], totals: Mapping[int, int], label: str,
+                 size: int) -> list[Concept]:
+    ranked = sorted((c for c in concepts.values() if c.label == label and totals.get(c.id)
+                     and c.parent_slug is not None and c.slug not in TOO_BROAD_FOR_MAP),
+                    key=lambda c: (-totals[c.id], c.name))
+    return ranked[:size]
+
+
+def _indexed_map(columns: listing.Columns, concepts: Mapping[int, Concept], size: int
+                 ) -> PairMap:
+    """therapy_cancer_map over the listing index."""
+    listed_pairs = columns.listed[columns.up_pos]
+    positions, tagged = columns.up_pos[listed_pairs], columns.up_concepts[listed_pairs]
+    totals = dict(zip(*np.unique(tagged, return_counts=True), strict=True))
+    totals = {int(cid): int(n) for cid, n in totals.items()}
+    therapies, cancers = (_top_for_map(concepts, totals, label, size)
+                          for label in ("THERAPY", "CANCER"))
+
+    def indicator(chosen: list[Concept]) -> np.ndarray:  # article x concept, 1 where tagged
+        found = np.zeros((len(columns), len(chosen)), dtype=np.int32)
+        for j, concept in enumerate(chosen):
+            found[positions[tagged == concept.id], j] = 1
+        return found
+
+    both = indicator(therapies).T @ indicator(cancers)
+    counts = {(t.id, c.id): int(both[i, j]) for i, t in enumerate(therapies)
+              for j, c in enumerate(cancers) if both[i, j]}
+    return PairMap(therapies, cancers, counts)

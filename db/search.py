@@ -13,11 +13,14 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from db import listing
 from db.concepts import ancestor_chains, with_descendants
 from db.dates import article_date, date_text
 from db.models import Article, ArticleConcept, Concept, Source
@@ -238,6 +241,124 @@ def _best_snippet(*snippets: str | None) -> str | None:
     return next((s for s in snippets if s and MARK_START in s), None)
 
 
+# A search matching more articles than this ranks the newest this many by relevance (then lists
+# the rest newest first): ranking costs about a microsecond an article, a page shows 20.
+RANKED_MATCHES = 10_000
+
+
+def _ranks(cursor: Any, query: ParsedQuery, ids: np.ndarray) -> list[tuple[int, float]]:
+    """(id, bm25 rank) of each of IDS (ascending) that matches QUERY."""
+    if not len(ids):
+        return []
+    cursor.execute("CREATE TEMP TABLE IF NOT EXISTS search_candidates (id INTEGER PRIMARY KEY)")
+    cursor.execute("DELETE FROM search_candidates")
+    cursor.executemany("INSERT INTO search_candidates (id) VALUES (?)", [(int(i),) for i in ids])
+    # +rowid: the candidates filter the full-text matches rather than drive the lookup (FTS5
+    # would otherwise run the whole query again for each candidate)
+    return cursor.execute(
+        "SELECT rowid, bm25(article_fts, ?, ?, ?) FROM article_fts "
+        "WHERE article_fts MATCH ? AND rowid BETWEEN ? AND ? "
+        "AND +rowid IN (SELECT id FROM search_candidates)",
+        (TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT, to_fts5(query),
+         int(ids[0]), int(ids[-1]))).fetchall()
+
+
+def _listed_search(session: Session, index: tuple[listing.Columns, listing.ConceptTable],
+                   query: ParsedQuery, concept_slugs: list[str], page: int, per_page: int,
+                   by_rank: bool, facet_limit: int, filters: Filters) -> SearchPage:
+    """search_articles through the listing index: the database's full-text index finds the
+    matching ids (and ranks the ones to show), the index does the rest."""
+    columns, concepts = index
+    mask = columns.listed.copy()
+    if filters.kinds:
+        mask &= np.isin(columns.kind, [listing.KIND_CODE[k] for k in filters.kinds
+                                       if k in listing.KIND_CODE])
+    if filters.sources:
+        source_ids = list(session.scalars(select(Source.id).where(
+            Source.name.in_(filters.sources))))
+        mask &= np.isin(columns.source, source_ids)
+    if filters.since:
+        mask &= columns.date >= listing.micros(datetime.combine(filters.since, time(), UTC))
+    if filters.until:
+        day_after = datetime.combine(filters.until + timedelta(days=1), time(), UTC)
+        mask &= columns.date < listing.micros(day_after)
+    if filters.added_after:
+        mask &= columns.added > listing.micros(filters.added_after)
+    if filters.added_until:
+        mask &= columns.added <= listing.micros(filters.added_until)
+    for slug in concept_slugs:
+        mask &= listing.concept_mask(columns, with_descendants(session, slug))
+    # the driver's own cursor: a search may read 100,000 ids, and each row SQLAlchemy builds
+    # costs more than the database's work for it
+    cursor = session.connection().connection.driver_connection.cursor()
+    offset = (page - 1) * per_page
+    ranked: list[tuple[int, float]] = []
+    if by_rank and mask.sum() <= RANKED_MATCHES:
+        # few enough candidates to rank them all: one pass finds and ranks their matches
+        ranked = _ranks(cursor, query, columns.ids[mask])
+        mask = listing.members(columns, np.array([r[0] for r in ranked], dtype=np.int64))
+    elif not query.is_empty:
+        (found,) = cursor.execute("SELECT group_concat(rowid) FROM article_fts "
+                                  "WHERE article_fts MATCH ?", (to_fts5(query),)).fetchone()
+        mask &= listing.members(columns, np.fromstring(found or "", sep=",", dtype=np.int64))
+    total = int(mask.sum())
+    ordered = listing.newest_first(columns, mask)
+    if by_rank and total > RANKED_MATCHES and offset < RANKED_MATCHES:
+        ranked = _ranks(cursor, query, np.sort(columns.ids[ordered[:RANKED_MATCHES]]))
+    if by_rank and offset < len(ranked):
+        ids = np.array([row[0] for row in ranked], dtype=np.int64)
+        published = columns.published[np.searchsorted(columns.ids, ids)]
+        # best first; among equals, as lists sort: newest, undated last, then by id
+        best = np.lexsort((-ids, -published, published == 0,
+                           np.array([row[1] for row in ranked])))
+        page_ids = [int(i) for i in ids[best[offset:offset + per_page]]]
+        if len(page_ids) < per_page:  # past the ranked ones: the rest, newest first
+            rest = columns.ids[ordered[len(ranked):]]
+            page_ids += [int(i) for i in rest[:per_page - len(page_ids)]]
+    else:  # past the ranked ones (which are the newest matches), or not ranked at all
+        page_ids = [int(i) for i in columns.ids[ordered[offset:offset + per_page]]]
+    loaded = {a.id: a for a in session.scalars(
+        select(Article).where(Article.id.in_(page_ids)).options(selectinload(Article.source)))}
+    rows = [loaded[i] for i in page_ids if i in loaded]
+    found_snippets = _snippets(session, query, page_ids) if _rankable(session, query) else {}
+    hits = [Hit(article, found_snippets.get(article.id)) for article in rows]
+    found: dict[str, list[FacetValue]] = {}
+    if facet_limit > 0:
+        found = _listed_facets(session, columns, concepts, mask, facet_limit)
+    return SearchPage(hits, total, page, per_page, found)
+
+
+def _listed_facets(session: Session, columns: listing.Columns, concepts: listing.ConceptTable,
+                   mask: np.ndarray, limit: int) -> dict[str, list[FacetValue]]:
+    """The facets of the articles in MASK, as facets() and other_facets() count them."""
+    result: dict[str, list[FacetValue]] = {}
+    counts = np.bincount(columns.up_concepts[mask[columns.up_pos]], minlength=concepts.size)
+    present = [concepts.rows[int(cid)] for cid in np.flatnonzero(counts)]
+    present.sort(key=lambda row: (-counts[row.id], row.name))
+    for row in present:
+        values = result.setdefault(row.label, [])
+        if len(values) < limit:
+            values.append(FacetValue(row.label, row.slug, row.name, int(counts[row.id])))
+    kinds = np.bincount(columns.kind[mask & (columns.kind >= 0)], minlength=len(KINDS))
+    by_kind = sorted((-int(n), listing.KINDS[code]) for code, n in enumerate(kinds) if n)
+    if by_kind:
+        result["KIND"] = [FacetValue("KIND", kind, kind, -n) for n, kind in by_kind[:limit]]
+    source_ids, source_counts = np.unique(columns.source[mask & (columns.source >= 0)],
+                                          return_counts=True)
+    if len(source_ids):
+        names = dict(session.execute(select(Source.id, Source.name).where(
+            Source.id.in_([int(i) for i in source_ids]))).all())
+        by_source = sorted((-int(n), names[int(i)]) for i, n in zip(source_ids, source_counts,
+                                                                       strict=True)
+                           if int(i) in names)
+        result["SOURCE"] = [FacetValue("SOURCE", name, name, -n) for n, name in by_source[:limit]]
+    years, year_counts = np.unique(columns.year[mask], return_counts=True)
+    if len(years):
+        result["YEAR"] = [FacetValue("YEAR", str(y), str(y), int(n))
+                          for y, n in list(zip(years, year_counts, strict=True))[::-1][:limit]]
+    return result
+
+
 def search_articles(
     session: Session,
     query: ParsedQuery,
@@ -249,12 +370,27 @@ def search_articles(
     facet_limit: int = 12,
     filters: Filters | None = None,
 ) -> SearchPage:
+    """One page of the listed articles that match QUERY, CONCEPT_SLUGS (each, with its
+    descendants) and FILTERS, by relevance (where the query can be ranked) or newest first,
+    with the count of all of them and, unless FACET_LIMIT is 0, their facets."""
     concept_slugs = concept_slugs or []
     per_page = max(1, min(per_page, MAX_PER_PAGE))
     page = max(1, page)
+    by_rank = _rankable(session, query) and sort != "date"
+    index = listing.listing_for(session)
+    if index is not None:
+        return _listed_search(session, index, query, concept_slugs, page, per_page, by_rank,
+                              facet_limit, filters or Filters())
+    return _sql_search(session, query, concept_slugs, page, per_page, by_rank, facet_limit,
+                       filters)
+
+
+def _sql_search(session: Session, query: ParsedQuery, concept_slugs: list[str], page: int,
+                per_page: int, by_rank: bool, facet_limit: int, filters: Filters | None
+                ) -> SearchPage:
+    """search_articles in SQL alone, where there is no listing index."""
     newest = (Article.published_at.is_(None), Article.published_at.desc(), Article.id.desc())
     rankable = _rankable(session, query)
-    by_rank = rankable and sort != "date"
     matching: sa.Subquery | sa.TableClause
     offset = (page - 1) * per_page
     sqlite = session.get_bind().dialect.name == "sqlite"
@@ -263,9 +399,10 @@ def search_articles(
         matching = _materialise(session, _matching(session, query, concept_slugs, filters,
                                                    ranked=by_rank), by_rank)
         total = session.scalar(select(func.count()).select_from(matching)) or 0
-        if by_rank:  # the page's ids from the matches alone, then their articles
-            ids = list(session.scalars(select(_hits.c.id).order_by(_hits.c.rank,
-                                                                   _hits.c.id.desc())
+        if by_rank:  # the page's ids first (equal ranks newest first), then their articles
+            ids = list(session.scalars(select(_hits.c.id)
+                                       .join(Article, Article.id == _hits.c.id)
+                                       .order_by(_hits.c.rank, *newest)
                                        .limit(per_page).offset(offset)))
             loaded = {a.id: a for a in session.scalars(
                 select(Article).where(Article.id.in_(ids))

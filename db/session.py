@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import settings
+from db import listing, settings
 
 
 class DatabaseUrlError(ValueError):
@@ -118,6 +118,7 @@ def dispose_all() -> None:
         for cached in _engines.values():
             cached.engine.dispose()
         _engines.clear()
+    listing.forget_all()
 
 
 def reset_after_fork() -> None:
@@ -127,6 +128,7 @@ def reset_after_fork() -> None:
         for cached in _engines.values():
             cached.engine.dispose(close=False)
         _engines.clear()
+    listing.forget_all()
 
 
 def new_session(url: str | None = None, writer: bool = False) -> Session:

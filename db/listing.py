@@ -1,0 +1,346 @@
+"""The listing index: what every search, facet count and concept page needs to know about each
+article but its text, held in memory as columns (numpy arrays), one copy per web process.
+
+Counting the matches of a broad search by concept, kind, source and year in SQL reads every
+matching article's tags (hundreds of milliseconds at 100,000 articles); over these columns it is
+one gather and one bincount (milliseconds). The text itself stays in the database's full-text
+index: a search asks it for the matching ids, and for ranks of the few it will show.
+
+The index follows the database through the `article_changes` log that triggers keep (migration
+0007): before each use, one indexed read of the log's last sequence number says whether anything
+changed; if so, only the articles named since are read again. A change to the concepts, a log
+pruned past what this process has read, or a backlog larger than a quarter of the articles
+rebuilds it whole. SQLite only for now (PostgreSQL searches through SQL): with one writer at a
+time, log entries become visible in sequence order, so nothing is ever skipped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from db import concepts as _concepts
+from db.models import KINDS
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ID_CHUNK = 10_000  # ids per IN (...) when reading changed articles
+# a backlog of changes above this share of the articles is read as a whole new index
+REBUILD_SHARE = 0.25
+
+
+def micros(moment: datetime) -> int:
+    """MOMENT (aware, or naive UTC) as microseconds since 1970, as the index keeps dates."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _as_micros(texts: Sequence[str | None]) -> np.ndarray:
+    """SQLite's stored datetimes ("YYYY-MM-DD HH:MM:SS[.ffffff]", UTC) as microseconds; 0 for
+    none."""
+    values = np.array([t if t else "NaT" for t in texts], dtype="datetime64[us]")
+    out = values.astype(np.int64)
+    out[np.isnat(values)] = 0
+    return out
+
+
+@dataclass(frozen=True)
+class Columns:
+    """One consistent state of the index; replaced whole, never changed, so a request can keep
+    reading the one it started with while another process's writes are taken in."""
+    ids: np.ndarray  # int64, ascending: position i describes article ids[i]
+    kind: np.ndarray  # int8: index into KINDS, -1 for another kind
+    source: np.ndarray  # int64: source id, -1 for none
+    date: np.ndarray  # int64 µs: published, or fetched when no date is known
+    published: np.ndarray  # int64 µs, 0 for none
+    added: np.ndarray  # int64 µs
+    listed: np.ndarray  # bool: in lists (not filtered out, not a later source of a story)
+    visible: np.ndarray  # bool: not filtered out
+    tag_ids: np.ndarray  # int64 article id of each (article, concept) tag...
+    tag_concepts: np.ndarray  # int64 ...and its concept
+    up_ids: np.ndarray  # the same with each tag's ancestors added, one pair per article and
+    up_concepts: np.ndarray  # concept: a facet count is what filtering on the concept shows
+    # derived: the position of each tag's article, and the positions newest first
+    tag_pos: np.ndarray = field(init=False, repr=False)
+    up_pos: np.ndarray = field(init=False, repr=False)
+    by_date: np.ndarray = field(init=False, repr=False)
+    year: np.ndarray = field(init=False, repr=False)  # of the date, e.g. 2026
+    month: np.ndarray = field(init=False, repr=False)  # of the date, months since 1970-01
+
+    def __post_init__(self) -> None:
+        derived = {
+            "tag_pos": np.searchsorted(self.ids, self.tag_ids),
+            "up_pos": np.searchsorted(self.ids, self.up_ids),
+            # dated articles by date, then undated ones, each by id descending (as SQL lists)
+            "by_date": np.lexsort((-self.ids, -self.published, self.published == 0)),
+            "month": self.date.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64),
+        }
+        derived["year"] = derived["month"] // 12 + 1970
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class ConceptRow:
+    id: int
+    label: str
+    slug: str
+    name: str
+    parent_slug: str | None
+
+
+@dataclass(frozen=True)
+class ConceptTable:
+    ids: np.ndarray  # every concept id
+    chains: dict[int, list[int]]  # id -> itself and its ancestors
+    rows: dict[int, ConceptRow]
+
+    @property
+    def size(self) -> int:
+        return int(self.ids.max()) + 1 if len(self.ids) else 1
+
+
+def _read_concepts(connection: sa.Connection) -> ConceptTable:
+    rows = [ConceptRow(*row) for row in connection.exec_driver_sql(
+        "SELECT id, label, slug, name, parent_slug FROM concepts")]
+    chains = _concepts.ancestor_chains((row.id, row.slug, row.parent_slug) for row in rows)
+    return ConceptTable(np.array(sorted(chains), dtype=np.int64), chains,
+                        {row.id: row for row in rows})
+
+
+_ARTICLE_COLUMNS = ("SELECT id, kind, coalesce(source_id, -1), "
+                    "coalesce(published_at, fetched_at), published_at, added_at, "
+                    "story_id IS NULL AND NOT filtered, NOT filtered FROM articles")
+
+
+def _article_rows(connection: sa.Connection, ids: Sequence[int] | None) -> list[tuple]:
+    if ids is None:
+        return connection.exec_driver_sql(_ARTICLE_COLUMNS).all()
+    rows: list[tuple] = []
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[start:start + _ID_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows += connection.exec_driver_sql(
+            f"{_ARTICLE_COLUMNS} WHERE id IN ({marks})", tuple(chunk)).all()
+    return rows
+
+
+def _tag_rows(connection: sa.Connection, ids: Sequence[int] | None) -> list[tuple]:
+    sql = "SELECT article_id, concept_id FROM article_concepts"
+    if ids is None:
+        return connection.exec_driver_sql(sql).all()
+    rows: list[tuple] = []
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[start:start + _ID_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows += connection.exec_driver_sql(
+            f"{sql} WHERE article_id IN ({marks})", tuple(chunk)).all()
+    return rows
+
+
+KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
+
+
+def _read(connection: sa.Connection, concepts: ConceptTable,
+          ids: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    """The columns of the articles IDS (all when None), in the order the rows come."""
+    rows = _article_rows(connection, ids)
+    if rows:
+        (article_ids, kinds, sources, dates, published, added, listed,
+         visible) = zip(*rows, strict=True)
+    else:
+        article_ids = kinds = sources = dates = published = added = listed = visible = ()
+    tags = _tag_rows(connection, ids)
+    tag_ids = np.array([t[0] for t in tags], dtype=np.int64)
+    tag_concepts = np.array([t[1] for t in tags], dtype=np.int64)
+    up_ids, up_concepts = _with_ancestors(tag_ids, tag_concepts, concepts)
+    return {
+        "ids": np.array(article_ids, dtype=np.int64),
+        "kind": np.array([KIND_CODE.get(k, -1) for k in kinds], dtype=np.int8),
+        "source": np.array(sources, dtype=np.int64),
+        "date": _as_micros(dates),
+        "published": _as_micros(published),
+        "added": _as_micros(added),
+        "listed": np.array(listed, dtype=bool),
+        "visible": np.array(visible, dtype=bool),
+        "tag_ids": tag_ids, "tag_concepts": tag_concepts,
+        "up_ids": up_ids, "up_concepts": up_concepts,
+    }
+
+
+def _with_ancestors(tag_ids: np.ndarray, tag_concepts: np.ndarray, concepts: ConceptTable
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Each (article, concept) pair and its concept's ancestors, once per article."""
+    if not len(tag_ids):
+        return tag_ids, tag_concepts
+    depth = max(len(chain) for chain in concepts.chains.values()) if concepts.chains else 1
+    ladder = np.full((concepts.size, depth), -1, dtype=np.int64)
+    for cid, chain in concepts.chains.items():
+        ladder[cid, :len(chain)] = chain
+    rungs = ladder[tag_concepts]  # a tag's concept is a stored concept (foreign key)
+    ids = np.repeat(tag_ids, depth)
+    flat = rungs.ravel()
+    keep = flat >= 0
+    pairs = np.unique(ids[keep] * (concepts.size + 1) + flat[keep])
+    return pairs // (concepts.size + 1), pairs % (concepts.size + 1)
+
+
+_FIELDS = ("ids", "kind", "source", "date", "published", "added", "listed", "visible")
+_TAG_FIELDS = (("tag_ids", "tag_concepts"), ("up_ids", "up_concepts"))
+
+
+def _merge(old: Columns, changed: np.ndarray, fresh: dict[str, np.ndarray]) -> Columns:
+    """OLD without the articles CHANGED, plus FRESH (their current state; deleted ones are
+    simply absent), still in id order."""
+    keep = ~np.isin(old.ids, changed)
+    parts = {name: np.concatenate([getattr(old, name)[keep], fresh[name]]) for name in _FIELDS}
+    if len(fresh["ids"]) and keep.any() and fresh["ids"].min() < old.ids[keep].max():
+        order = np.argsort(parts["ids"], kind="stable")
+        parts = {name: values[order] for name, values in parts.items()}
+    elif len(fresh["ids"]):
+        order = np.argsort(fresh["ids"], kind="stable")
+        start = int(keep.sum())
+        for name in _FIELDS:
+            parts[name][start:] = fresh[name][order]
+    for id_name, concept_name in _TAG_FIELDS:
+        kept = ~np.isin(getattr(old, id_name), changed)
+        parts[id_name] = np.concatenate([getattr(old, id_name)[kept], fresh[id_name]])
+        parts[concept_name] = np.concatenate([getattr(old, concept_name)[kept],
+                                              fresh[concept_name]])
+    return Columns(**parts)
+
+
+class Listing:
+    """The index of one database in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.columns: Columns | None = None
+        self.concepts: ConceptTable | None = None
+        self.seq = -1  # the last change taken in
+
+    def current(self, connection: sa.Connection) -> tuple[Columns, ConceptTable]:
+        """The index as of now, read through CONNECTION."""
+        last = connection.exec_driver_sql("SELECT max(seq) FROM article_changes").scalar() or 0
+        columns, concepts = self.columns, self.concepts
+        if columns is not None and concepts is not None and last == self.seq:
+            return columns, concepts
+        with self._lock:
+            if self.columns is None or self.concepts is None or last != self.seq:
+                self._catch_up(connection, last)
+            assert self.columns is not None and self.concepts is not None
+            return self.columns, self.concepts
+
+    def _catch_up(self, connection: sa.Connection, last: int) -> None:
+        rebuild = self.columns is None or self.concepts is None or last < self.seq
+        changes: list[int] = []
+        if not rebuild:
+            assert self.columns is not None
+            first = connection.exec_driver_sql(
+                "SELECT min(seq) FROM article_changes").scalar() or 0
+            backlog = last - self.seq
+            rebuild = (first > self.seq + 1
+                       or backlog > max(1000, REBUILD_SHARE * len(self.columns)))
+        if not rebuild:
+            changes = [article_id for (article_id,) in connection.exec_driver_sql(
+                "SELECT DISTINCT article_id FROM article_changes WHERE seq > ? AND seq <= ?",
+                (self.seq, last))]
+            rebuild = 0 in changes  # the concepts changed
+        if rebuild or self.columns is None or self.concepts is None:
+            concepts = _read_concepts(connection)
+            fresh = _read(connection, concepts)
+            order = np.argsort(fresh["ids"], kind="stable")
+            for name in _FIELDS:
+                fresh[name] = fresh[name][order]
+            self.columns, self.concepts = Columns(**fresh), concepts
+        else:
+            changed = np.array(sorted(changes), dtype=np.int64)
+            fresh = _read(connection, self.concepts, [int(i) for i in changed])
+            self.columns = _merge(self.columns, changed, fresh)
+        self.seq = last
+
+
+def _has_log(connection: sa.Connection) -> bool:
+    return connection.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'article_changes'"
+    ).first() is not None
+
+
+_listings: dict[str, Listing] = {}
+_listings_lock = threading.Lock()
+
+
+def listing_for(session: Session) -> tuple[Columns, ConceptTable] | None:
+    """The listing index of SESSION's database as of now; None where there is none (only SQLite
+    databases have one)."""
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite" or bind.engine.url.database in (None, "", ":memory:"):
+        return None
+    key = bind.engine.url.render_as_string(hide_password=False)
+    connection = session.connection()
+    with _listings_lock:
+        listing = _listings.get(key)
+        if listing is None:
+            if not _has_log(connection):  # made by Base.metadata.create_all, not migrations
+                return None
+            listing = _listings[key] = Listing()
+    return listing.current(connection)
+
+
+# how many changes the log keeps: a process further behind than this builds its index anew
+KEEP_CHANGES = 100_000
+
+
+def prune_changes(session: Session, keep: int = KEEP_CHANGES) -> None:
+    """Forget all but the last KEEP changes (writers call this now and then: at the end of a
+    crawl, of a re-tagging run). Nothing to do where there is no log."""
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    connection = session.connection()
+    if not _has_log(connection):
+        return
+    connection.exec_driver_sql(
+        "DELETE FROM article_changes WHERE seq <= (SELECT max(seq) FROM article_changes) - ?",
+        (keep,))
+
+
+def forget_all() -> None:
+    """Drop every index (a forked child or a test that replaced a database builds anew)."""
+    with _listings_lock:
+        _listings.clear()
+
+
+def concept_mask(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
+    """Which articles are tagged with any of CONCEPT_IDS."""
+    mask = np.zeros(len(columns), dtype=bool)
+    mask[columns.tag_pos[np.isin(columns.tag_concepts, list(concept_ids))]] = True
+    return mask
+
+
+def count_by(values: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
+    """How many of the articles in MASK have each value 0..SIZE-1 of VALUES (one per article)."""
+    return np.bincount(values[mask], minlength=size)
+
+
+def members(columns: Columns, ids: np.ndarray) -> np.ndarray:
+    """Which articles are among IDS (ids the index does not hold are left out)."""
+    mask = np.zeros(len(columns), dtype=bool)
+    if len(columns) and len(ids):
+        pos = np.minimum(np.searchsorted(columns.ids, ids), len(columns) - 1)
+        mask[pos[columns.ids[pos] == ids]] = True
+    return mask
+
+
+def newest_first(columns: Columns, mask: np.ndarray) -> np.ndarray:
+    """Positions of the articles in MASK, newest first (as lists sort by date)."""
+    return columns.by_date[mask[columns.by_date]]

@@ -1,0 +1,279 @@
+"""The listing index (db/listing.py): searches, facets and concept pages read through it give
+exactly what SQL alone gives, and it follows every kind of change other processes write."""
+
+import random
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from db import listing, search
+from db.articles import ArticleData, TagUpdate, update_tags, upsert_article
+from db.concepts import (
+    ConceptData,
+    articles_per_month,
+    co_occurring,
+    concept_ids_by_slug,
+    count_visible_tagged,
+    sync_concepts,
+    therapy_cancer_map,
+    with_descendants,
+)
+from db.models import Article, Concept
+from db.query import parse_query
+from db.search import Filters, _sql_search, search_articles
+from db.session import new_session, session_scope
+from db.sources import get_or_create_source
+from tests.conftest import sqlite_url
+
+WORDS = ("response survival relapse remission toxicity biopsy infusion cohort endpoint "
+         "placebo hazard progression").split()
+TAGS = ("pembrolizumab", "nivolumab", "melanoma", "non-small-cell-lung-cancer",
+        "multiple-myeloma", "car-t-cell-therapy", "pd-l1", "bcma", "breast-cancer",
+        "triple-negative-breast-cancer")
+FILTER_SLUGS = (*TAGS, "pd-1-inhibitor", "immunotherapy", "lung-cancer", "cancer",
+                "haematological-malignancy")
+SOURCES = ("Oncology Wire", "PubMed", "Europe PMC", "ClinicalTrials.gov")
+KINDS = ("news", "paper", "preprint", "trial")
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+def _sqlite_db(tmp_path) -> str:
+    """The listing index is SQLite's: these tests use SQLite whichever backend the run targets."""
+    from webapp.cli import prepare_database
+
+    url = sqlite_url(tmp_path / "listing.db")
+    prepare_database(url)
+    return url
+
+
+def _article(rng: random.Random, i: int) -> ArticleData:
+    words = rng.choices(WORDS, k=rng.randint(3, 12))
+    published = None if rng.random() < 0.15 else NOW - timedelta(days=rng.randint(0, 1200),
+                                                                 minutes=rng.randint(0, 60))
+    return ArticleData(
+        canonical_url=f"https://news.example/{i}", url=f"https://news.example/{i}",
+        title=" ".join(rng.choices(WORDS, k=4)), body=" ".join(words),
+        summary=" ".join(rng.choices(WORDS, k=3)), kind=rng.choice(KINDS),
+        source_name=rng.choice(SOURCES), published_at=published,
+        mentions={slug: 1 for slug in rng.sample(TAGS, rng.randint(0, 3))})
+
+
+def _fill(url: str, count: int, seed: int = 3) -> None:
+    rng = random.Random(seed)
+    with session_scope(url) as s:
+        for name in SOURCES:
+            get_or_create_source(s, name, "feed", "http://127.0.0.1/" + name.replace(" ", ""))
+        for i in range(count):
+            upsert_article(s, _article(rng, i))
+        ids = list(s.scalars(select(Article.id)))
+        for article_id in rng.sample(ids, count // 10):  # off-topic, kept but not listed
+            s.execute(update(Article).where(Article.id == article_id).values(filtered=True))
+        for article_id in rng.sample(ids, count // 10):  # later sources of a story
+            s.execute(update(Article).where(Article.id == article_id)
+                      .values(story_id=rng.choice(ids)))
+
+
+def _random_search(rng: random.Random) -> dict:
+    words = []
+    for _ in range(rng.choice((0, 0, 1, 1, 2))):
+        word = rng.choice(WORDS)
+        words.append(rng.choice((word, word[:4] + "*", f"{word} OR {rng.choice(WORDS)}")))
+    if words and rng.random() < 0.3:
+        words.append("-" + rng.choice(WORDS))
+    filters = Filters(
+        kinds=rng.sample(KINDS, rng.randint(1, 2)) if rng.random() < 0.3 else [],
+        sources=rng.sample(SOURCES, 1) if rng.random() < 0.2 else [],
+        since=date(2025, rng.randint(1, 12), 1) if rng.random() < 0.2 else None,
+        until=date(2026, rng.randint(1, 12), 28) if rng.random() < 0.2 else None)
+    return {"q": " ".join(words),
+            "slugs": rng.sample(FILTER_SLUGS, rng.choice((0, 0, 1, 2))),
+            "sort": rng.choice(("relevance", "date")), "page": rng.choice((1, 1, 2, 3)),
+            "filters": filters}
+
+
+def _both(session, q: str, slugs: list[str], sort: str = "relevance", page: int = 1,
+          filters: Filters | None = None, per_page: int = 7):
+    """The same search through the listing index and through SQL alone."""
+    query = parse_query(q)
+    indexed = search_articles(session, query, slugs, page=page, per_page=per_page, sort=sort,
+                              filters=filters)
+    by_rank = bool(query.groups) and sort != "date"
+    in_sql = _sql_search(session, query, slugs, page, per_page, by_rank, 12, filters)
+    return indexed, in_sql
+
+
+def _same(indexed, in_sql) -> None:
+    assert indexed.total == in_sql.total
+    assert [h.article.id for h in indexed.hits] == [h.article.id for h in in_sql.hits]
+    assert [h.snippet for h in indexed.hits] == [h.snippet for h in in_sql.hits]
+    assert indexed.facets == in_sql.facets
+
+
+def _concept_views_match(session) -> None:
+    """Concept pages and the map read through the index give what SQL gives."""
+    for slug in FILTER_SLUGS:
+        ids = with_descendants(session, slug)
+        index = listing.listing_for(session)
+        assert index is not None
+        indexed = (count_visible_tagged(session, ids), articles_per_month(session, ids, 40),
+                   co_occurring(session, ids))
+        listing._listings.clear()  # noqa: SLF001 - the same calls without an index
+        original = listing.listing_for
+        listing.listing_for = lambda _session: None
+        try:
+            in_sql = (count_visible_tagged(session, ids), articles_per_month(session, ids, 40),
+                      co_occurring(session, ids))
+            map_in_sql = therapy_cancer_map(session)
+        finally:
+            listing.listing_for = original
+        assert indexed[0] == in_sql[0] and indexed[1] == in_sql[1]
+        assert ({label: [(c.slug, n) for c, n in values] for label, values in indexed[2].items()}
+                == {label: [(c.slug, n) for c, n in values] for label, values in in_sql[2].items()})
+    found = therapy_cancer_map(session)
+    assert [c.slug for c in found.therapies] == [c.slug for c in map_in_sql.therapies]
+    assert [c.slug for c in found.cancers] == [c.slug for c in map_in_sql.cancers]
+    assert found.counts == map_in_sql.counts and found.counts
+
+
+def test_searches_through_the_index_equal_sql_alone(tmp_path):
+    url = _sqlite_db(tmp_path)
+    _fill(url, 240)
+    rng = random.Random(11)
+    session = new_session(url)
+    try:
+        assert listing.listing_for(session) is not None
+        compared = 0
+        for _ in range(300):
+            case = _random_search(rng)
+            indexed, in_sql = _both(session, case["q"], case["slugs"], case["sort"],
+                                    case["page"], case["filters"])
+            _same(indexed, in_sql)
+            compared += bool(indexed.hits)
+        assert compared > 100  # most cases found something to compare
+        _concept_views_match(session)
+    finally:
+        session.close()
+
+
+def test_the_index_follows_what_other_processes_write(tmp_path):
+    url = _sqlite_db(tmp_path)
+    _fill(url, 60)
+    reader = new_session(url)
+
+    def check() -> None:
+        reader.rollback()  # a new request: a new read transaction
+        for q, slugs, sort in (("", [], "date"), ("remission OR relapse", [], "relevance"),
+                               ("", ["immunotherapy"], "date"), ("", ["cancer"], "date"),
+                               ("surv*", ["melanoma"], "relevance")):
+            _same(*_both(reader, q, slugs, sort, per_page=100))
+        _concept_views_match(reader)
+
+    try:
+        check()
+        rng = random.Random(5)
+        with session_scope(url) as s:  # new articles
+            for i in range(100, 110):
+                upsert_article(s, _article(rng, i))
+        check()
+        with session_scope(url) as s:  # a re-crawl changes an article's kind and tags
+            changed = _article(rng, 3)
+            changed.kind, changed.mentions = "trial", {"bcma": 2, "multiple-myeloma": 1}
+            assert upsert_article(s, changed)[0] == "updated"
+        check()
+        first = reader.scalar(select(Article).order_by(Article.id).limit(1))
+        with session_scope(url) as s:  # re-tagged
+            article = s.get(Article, first.id)
+            update_tags(s, article, TagUpdate(summary="relapse", mentions={"pd-l1": 1},
+                                              relevance=0.9, filtered=False, language="en",
+                                              labels={}, cites=None),
+                        concept_ids_by_slug(s, ["pd-l1"]))
+        check()
+        with session_scope(url) as s:  # grouped into a story, filtered out, deleted, dated
+            ids = list(s.scalars(select(Article.id).order_by(Article.id)))
+            s.execute(update(Article).where(Article.id == ids[1]).values(story_id=ids[2]))
+            s.execute(update(Article).where(Article.id == ids[4]).values(filtered=True))
+            s.execute(update(Article).where(Article.id == ids[5]).values(story_id=None,
+                                                                        filtered=False))
+            s.execute(update(Article).where(Article.id == ids[6])
+                      .values(published_at=NOW + timedelta(days=1)))
+            s.execute(delete(Article).where(Article.id == ids[7]))
+        check()
+        with session_scope(url) as s:  # the hierarchy moves: every tag's ancestors change
+            melanoma = s.scalar(select(Concept).where(Concept.slug == "melanoma"))
+            sync_concepts(s, [ConceptData("melanoma", "CANCER", melanoma.name,
+                                          parent="haematological-malignancy")])
+        check()
+    finally:
+        reader.close()
+
+
+def test_a_pruned_log_or_a_large_backlog_rebuilds_the_index(tmp_path):
+    url = _sqlite_db(tmp_path)
+    _fill(url, 30)
+    reader = new_session(url)
+    try:
+        _same(*_both(reader, "", ["cancer"], "date", per_page=100))
+        before = listing._listings[url].columns  # noqa: SLF001
+        rng = random.Random(8)
+        with session_scope(url) as s:
+            for i in range(200, 240):
+                upsert_article(s, _article(rng, i))
+            listing.prune_changes(s, keep=3)  # the reader never saw most of these changes
+        reader.rollback()
+        _same(*_both(reader, "", ["cancer"], "date", per_page=100))
+        _same(*_both(reader, "relapse", [], "relevance", per_page=100))
+        after = listing._listings[url].columns  # noqa: SLF001
+        assert after is not before and len(after) == len(before) + 40
+        with session_scope(url) as s:
+            assert s.scalar(select(Article.id).limit(1)) is not None
+            kept = s.connection().exec_driver_sql("SELECT count(*) FROM article_changes").scalar()
+        assert kept == 3
+    finally:
+        reader.close()
+
+
+def test_a_broad_search_ranks_its_newest_matches_and_counts_them_all(tmp_path, monkeypatch):
+    url = _sqlite_db(tmp_path)
+    _fill(url, 80)
+    monkeypatch.setattr(search, "RANKED_MATCHES", 10)
+    session = new_session(url)
+    try:
+        everything = search_articles(session, parse_query("response OR survival OR relapse"),
+                                     per_page=100, sort="date", facet_limit=0)
+        assert everything.total > 30
+        newest = [h.article.id for h in everything.hits]
+        pages = [search_articles(session, parse_query("response OR survival OR relapse"),
+                                 page=p, per_page=4) for p in (1, 2, 3, 4)]
+        assert {p.total for p in pages} == {everything.total}
+        shown = [h.article.id for p in pages for h in p.hits]
+        # the first 10 are the 10 newest matches, best first; then the rest, newest first
+        assert sorted(shown[:10]) == sorted(newest[:10]) and shown[10:] == newest[10:16]
+        ranked = dict(session.connection().exec_driver_sql(
+            "SELECT rowid, bm25(article_fts, 10.0, 4.0, 1.0) FROM article_fts "
+            "WHERE article_fts MATCH '\"response\" OR \"survival\" OR \"relapse\"'").all())
+        assert [ranked[i] for i in shown[:10]] == sorted(ranked[i] for i in newest[:10])
+        assert pages[0].facets == search_articles(
+            session, parse_query("response OR survival OR relapse"), sort="date").facets
+    finally:
+        session.close()
+
+
+def test_in_memory_and_unmigrated_databases_are_served_by_sql(tmp_path):
+    from db.models import Base
+
+    with session_scope(sqlite_url(tmp_path / "bare.db")) as s:
+        Base.metadata.create_all(s.get_bind())
+        assert listing.listing_for(s) is None
+        assert search_articles(s, parse_query(""), ["melanoma"]).total == 0
+    with session_scope("sqlite://") as s:
+        Base.metadata.create_all(s.get_bind())
+        assert listing.listing_for(s) is None
+
+
+@pytest.mark.parametrize("moment", [datetime(2026, 1, 2, 3, 4, 5, 6789, tzinfo=UTC),
+                                    datetime(1999, 12, 31, 23, 59, 59)])
+def test_dates_are_kept_to_the_microsecond(moment):
+    text = moment.replace(tzinfo=None).isoformat(sep=" ")
+    assert listing._as_micros([text])[0] == listing.micros(moment)  # noqa: SLF001
+    assert listing._as_micros([None])[0] == 0  # noqa: SLF001
