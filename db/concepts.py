@@ -179,6 +179,24 @@ def co_occurring(session: Session, concept_ids: set[int], limit: int = 12,
     """The concepts most often tagged on the same visible articles as CONCEPT_IDS, by label,
     with how many articles they share (for a drug: the cancers it is reported in). LEAVE_OUT:
     concepts not to list (a drug's own classes say nothing new)."""
+    index = listing.listing_for(session)
+    if index is not None:
+        columns, table = index
+        tagged = listing.concept_mask(columns, concept_ids) & columns.visible
+        pairs = tagged[columns.tag_pos] & ~np.isin(columns.tag_concepts,
+                                                   list(concept_ids | set(leave_out)))
+        counts = np.bincount(columns.tag_concepts[pairs], minlength=table.size)
+        ranked = sorted(((table.rows[int(cid)], int(counts[cid]))
+                         for cid in np.flatnonzero(counts)),
+                        key=lambda row: (-row[1], row[0].name))
+        chosen: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for row, count in ranked:
+            if len(chosen[row.label]) < limit:
+                chosen[row.label].append((row.id, count))
+        loaded = {c.id: c for c in session.scalars(select(Concept).where(
+            Concept.id.in_([cid for values in chosen.values() for cid, _ in values])))}
+        return {label: [(loaded[cid], count) for cid, count in values]
+                for label, values in chosen.items()}
     tagged = _visible_tagged(concept_ids).subquery()
     # one row per (article, concept), and each tagged article once: a plain count is distinct
     shared = func.count()

@@ -287,7 +287,7 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
     if filters.added_until:
         mask &= columns.added <= listing.micros(filters.added_until)
     for slug in concept_slugs:
-        mask &= listing.concept_mask(columns, with_descendants(session, slug))
+        mask &= listing.concept_mask(columns, concepts.with_descendants(slug))
     # the driver's own cursor: a search may read 100,000 ids, and each row SQLAlchemy builds
     # costs more than the database's work for it
     cursor = session.connection().connection.driver_connection.cursor()
