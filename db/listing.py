@@ -17,6 +17,7 @@ time, log entries become visible in sequence order, so nothing is ever skipped.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -123,9 +124,17 @@ def _read_concepts(connection: sa.Connection) -> ConceptTable:
                         {row.id: row for row in rows})
 
 
-_ARTICLE_COLUMNS = ("SELECT id, kind, coalesce(source_id, -1), "
-                    "coalesce(published_at, fetched_at), published_at, added_at, "
-                    "story_id IS NULL AND NOT filtered, NOT filtered FROM articles")
+_ARTICLE_COLUMNS = {
+    # SQLite's dates are text, read exactly by numpy; PostgreSQL gives microseconds itself
+    "sqlite": "SELECT id, kind, coalesce(source_id, -1), coalesce(published_at, fetched_at), "
+              "published_at, added_at, story_id IS NULL AND NOT filtered, NOT filtered "
+              "FROM articles",
+    "postgresql": "SELECT id, kind, coalesce(source_id, -1), "
+                  "(extract(epoch FROM coalesce(published_at, fetched_at)) * 1000000)::bigint, "
+                  "coalesce((extract(epoch FROM published_at) * 1000000)::bigint, 0), "
+                  "(extract(epoch FROM added_at) * 1000000)::bigint, "
+                  "story_id IS NULL AND NOT filtered, NOT filtered FROM articles",
+}
 
 
 def _rows(connection: sa.Connection, sql: str, column: str,
@@ -134,12 +143,16 @@ def _rows(connection: sa.Connection, sql: str, column: str,
     driver's own cursor: SQLAlchemy's rows cost more than the reading at 100,000 articles."""
     cursor = connection.connection.driver_connection.cursor()
     if ids is None:
-        return cursor.execute(sql).fetchall()
+        return list(cursor.execute(sql).fetchall())
     rows: list[tuple] = []
     for start in range(0, len(ids), _ID_CHUNK):
-        chunk = ids[start:start + _ID_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        rows += cursor.execute(f"{sql} WHERE {column} IN ({marks})", tuple(chunk)).fetchall()
+        chunk = list(ids[start:start + _ID_CHUNK])
+        if connection.dialect.name == "postgresql":
+            rows += cursor.execute(f"{sql} WHERE {column} = ANY(%s)", (chunk,)).fetchall()
+        else:
+            marks = ",".join("?" * len(chunk))
+            rows += cursor.execute(f"{sql} WHERE {column} IN ({marks})",
+                                   tuple(chunk)).fetchall()
     return rows
 
 
@@ -149,7 +162,8 @@ KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
 def _read(connection: sa.Connection, concepts: ConceptTable,
           ids: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """The columns of the articles IDS (all when None), in the order the rows come."""
-    rows = _rows(connection, _ARTICLE_COLUMNS, "id", ids)
+    dialect = connection.dialect.name
+    rows = _rows(connection, _ARTICLE_COLUMNS[dialect], "id", ids)
     if rows:
         (article_ids, kinds, sources, dates, published, added, listed,
          visible) = zip(*rows, strict=True)
@@ -164,9 +178,11 @@ def _read(connection: sa.Connection, concepts: ConceptTable,
         "ids": np.array(article_ids, dtype=np.int64),
         "kind": np.array([KIND_CODE.get(k, -1) for k in kinds], dtype=np.int8),
         "source": np.array(sources, dtype=np.int64),
-        "date": _as_micros(dates),
-        "published": _as_micros(published),
-        "added": _as_micros(added),
+        **({"date": np.array(dates, dtype=np.int64),
+            "published": np.array(published, dtype=np.int64),
+            "added": np.array(added, dtype=np.int64)} if dialect == "postgresql" else
+           {"date": _as_micros(dates), "published": _as_micros(published),
+            "added": _as_micros(added)}),
         "listed": np.array(listed, dtype=bool),
         "visible": np.array(visible, dtype=bool),
         "tag_ids": tag_ids, "tag_concepts": tag_concepts,
@@ -219,56 +235,95 @@ def _merge(old: Columns, changed: np.ndarray, fresh: dict[str, np.ndarray]) -> C
 
 
 class Listing:
-    """The index of one database in this process."""
+    """The index of one database in this process, and how far into the change log it is."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.columns: Columns | None = None
         self.concepts: ConceptTable | None = None
-        self.seq = -1  # the last change taken in
+        # SQLite: the last change taken in. PostgreSQL: the snapshot whose changes are in
+        # (changes by transactions it does not see are still to take in), and its xmin
+        self.seq = -1
+        self.snapshot: tuple[str, int] | None = None
+        self.checked = 0.0  # time.monotonic() of the last look at the log
 
     def current(self, connection: sa.Connection) -> tuple[Columns, ConceptTable]:
         """The index as of now, read through CONNECTION."""
-        last = connection.exec_driver_sql("SELECT max(seq) FROM article_changes").scalar() or 0
         columns, concepts = self.columns, self.concepts
-        if columns is not None and concepts is not None and last == self.seq:
+        stale = time.monotonic() - self.checked > STALE_AFTER_SECONDS
+        if connection.dialect.name == "postgresql":
+            up_to_date = not stale and self.snapshot is not None and not _pg_changed(
+                connection, self.snapshot, any_only=True)
+        else:
+            last = connection.exec_driver_sql("SELECT max(seq) FROM article_changes").scalar()
+            up_to_date = (last or 0) == self.seq
+        if columns is not None and concepts is not None and up_to_date:
+            self.checked = time.monotonic()
             return columns, concepts
         with self._lock:
-            if self.columns is None or self.concepts is None or last != self.seq:
-                self._catch_up(connection, last)
+            self._catch_up(connection, rebuild=stale)
             assert self.columns is not None and self.concepts is not None
             return self.columns, self.concepts
 
-    def _catch_up(self, connection: sa.Connection, last: int) -> None:
-        rebuild = self.columns is None or self.concepts is None or last < self.seq
-        changes: list[int] = []
-        if not rebuild:
-            assert self.columns is not None
-            first = connection.exec_driver_sql(
-                "SELECT min(seq) FROM article_changes").scalar() or 0
-            backlog = last - self.seq
-            rebuild = (first > self.seq + 1
-                       or backlog > max(1000, REBUILD_SHARE * len(self.columns)))
-        if not rebuild:
-            changes = [article_id for (article_id,) in connection.exec_driver_sql(
-                "SELECT DISTINCT article_id FROM article_changes WHERE seq > ? AND seq <= ?",
-                (self.seq, last))]
-            rebuild = 0 in changes  # the concepts changed
-        if rebuild or self.columns is None or self.concepts is None:
+    def _changes(self, connection: sa.Connection) -> list[int] | None:
+        """The articles changed since the index was last brought up to date (0 standing for
+        the concepts), or None when only rebuilding will do; moves the index's position."""
+        if connection.dialect.name == "postgresql":
+            snapshot = _pg_snapshot(connection)  # first: what commits after it comes again
+            changed = None if self.snapshot is None else _pg_changed(connection, self.snapshot)
+            self.snapshot = snapshot
+            return changed
+        last = connection.exec_driver_sql("SELECT max(seq) FROM article_changes").scalar() or 0
+        first = connection.exec_driver_sql("SELECT min(seq) FROM article_changes").scalar() or 0
+        since, self.seq = self.seq, last
+        if since < 0 or last < since or first > since + 1:  # new, replaced, or pruned past
+            return None
+        return [article_id for (article_id,) in connection.exec_driver_sql(
+            "SELECT DISTINCT article_id FROM article_changes WHERE seq > ? AND seq <= ?",
+            (since, last))]
+
+    def _catch_up(self, connection: sa.Connection, rebuild: bool) -> None:
+        changes = self._changes(connection)
+        self.checked = time.monotonic()
+        if (rebuild or changes is None or 0 in changes or self.columns is None
+                or self.concepts is None
+                or len(changes) > max(1000, REBUILD_SHARE * len(self.columns))):
             concepts = _read_concepts(connection)
             fresh = _read(connection, concepts)
             order = np.argsort(fresh["ids"], kind="stable")
             for name in _FIELDS:
                 fresh[name] = fresh[name][order]
             self.columns, self.concepts = Columns(**fresh), concepts
-        else:
+        elif changes:
             changed = np.array(sorted(changes), dtype=np.int64)
             fresh = _read(connection, self.concepts, [int(i) for i in changed])
             self.columns = _merge(self.columns, changed, fresh)
-        self.seq = last
+
+
+def _pg_snapshot(connection: sa.Connection) -> tuple[str, int]:
+    snapshot, xmin = connection.exec_driver_sql(
+        "SELECT pg_current_snapshot()::text, pg_snapshot_xmin(pg_current_snapshot())::text"
+    ).one()
+    return snapshot, int(xmin)
+
+
+def _pg_changed(connection: sa.Connection, snapshot: tuple[str, int], any_only: bool = False
+                ) -> list[int] | bool:
+    """The articles changed by transactions SNAPSHOT does not see (ANY_ONLY: whether any)."""
+    where = ("FROM article_changes WHERE xid >= %(xmin)s::xid8 "
+             "AND NOT pg_visible_in_snapshot(xid, %(snapshot)s::pg_snapshot)")
+    cursor = connection.connection.driver_connection.cursor()
+    values = {"xmin": str(snapshot[1]), "snapshot": snapshot[0]}
+    if any_only:
+        return cursor.execute(f"SELECT EXISTS (SELECT 1 {where})", values).fetchone()[0]
+    return [article_id for (article_id,) in cursor.execute(
+        f"SELECT DISTINCT article_id {where}", values).fetchall()]
 
 
 def _has_log(connection: sa.Connection) -> bool:
+    if connection.dialect.name == "postgresql":
+        return connection.exec_driver_sql(
+            "SELECT to_regclass('article_changes') IS NOT NULL").scalar() is True
     return connection.exec_driver_sql(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'article_changes'"
     ).first() is not None
@@ -279,10 +334,13 @@ _listings_lock = threading.Lock()
 
 
 def listing_for(session: Session) -> tuple[Columns, ConceptTable] | None:
-    """The listing index of SESSION's database as of now; None where there is none (only SQLite
-    databases have one)."""
+    """The listing index of SESSION's database as of now; None where there is none (other
+    backends than SQLite and PostgreSQL, in-memory SQLite, a database not made by the
+    migrations)."""
     bind = session.get_bind()
-    if bind.dialect.name != "sqlite" or bind.engine.url.database in (None, "", ":memory:"):
+    dialect = bind.dialect.name
+    if dialect not in ("sqlite", "postgresql") or (
+            dialect == "sqlite" and bind.engine.url.database in (None, "", ":memory:")):
         return None
     key = bind.engine.url.render_as_string(hide_password=False)
     connection = session.connection()
@@ -295,21 +353,25 @@ def listing_for(session: Session) -> tuple[Columns, ConceptTable] | None:
     return listing.current(connection)
 
 
-# how many changes the log keeps: a process further behind than this builds its index anew
+# what the log keeps: on SQLite the last this many changes, on PostgreSQL a day's; a process
+# further behind builds its index anew (one that has not looked for half a day always does)
 KEEP_CHANGES = 100_000
+STALE_AFTER_SECONDS = 12 * 3600
 
 
 def prune_changes(session: Session, keep: int = KEEP_CHANGES) -> None:
-    """Forget all but the last KEEP changes (writers call this now and then: at the end of a
-    crawl, of a re-tagging run). Nothing to do where there is no log."""
-    if session.get_bind().dialect.name != "sqlite":
-        return
+    """Forget the changes no process needs any longer (writers call this now and then: at the
+    end of a crawl, of a re-tagging run)."""
     connection = session.connection()
     if not _has_log(connection):
         return
-    connection.exec_driver_sql(
-        "DELETE FROM article_changes WHERE seq <= (SELECT max(seq) FROM article_changes) - ?",
-        (keep,))
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            "DELETE FROM article_changes WHERE at < now() - interval '1 day'")
+    else:
+        connection.exec_driver_sql(
+            "DELETE FROM article_changes WHERE seq <= "
+            "(SELECT max(seq) FROM article_changes) - ?", (keep,))
 
 
 def forget_all() -> None:

@@ -13,11 +13,11 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
 from db import listing
@@ -246,10 +246,16 @@ def _best_snippet(*snippets: str | None) -> str | None:
 RANKED_MATCHES = 10_000
 
 
-def _ranks(cursor: Any, query: ParsedQuery, ids: np.ndarray) -> list[tuple[int, float]]:
-    """(id, bm25 rank) of each of IDS (ascending) that matches QUERY."""
+def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray) -> list[tuple[int, float]]:
+    """(id, rank: lower is better) of each of IDS (ascending) that matches QUERY."""
     if not len(ids):
         return []
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = sa.bindparam("ids", [int(i) for i in ids], type_=ARRAY(sa.BigInteger))
+        return [(article_id, float(rank)) for article_id, rank in session.execute(
+            select(Article.id, -func.ts_rank_cd(_vector, _pg_tsquery(query.groups)))
+            .where(Article.id == sa.any_(wanted), _pg_match(query)))]
+    cursor = session.connection().connection.driver_connection.cursor()
     cursor.execute("CREATE TEMP TABLE IF NOT EXISTS search_candidates (id INTEGER PRIMARY KEY)")
     cursor.execute("DELETE FROM search_candidates")
     cursor.executemany("INSERT INTO search_candidates (id) VALUES (?)", [(int(i),) for i in ids])
@@ -261,6 +267,19 @@ def _ranks(cursor: Any, query: ParsedQuery, ids: np.ndarray) -> list[tuple[int, 
         "AND +rowid IN (SELECT id FROM search_candidates)",
         (TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT, to_fts5(query),
          int(ids[0]), int(ids[-1]))).fetchall()
+
+
+def _matching_ids(session: Session, query: ParsedQuery) -> np.ndarray:
+    """The ids of every article QUERY's words match, as one string of the database's making:
+    a search may match 100,000 articles, and a row each costs more than the matching."""
+    if session.get_bind().dialect.name == "postgresql":
+        found = session.scalar(select(func.string_agg(sa.cast(Article.id, sa.Text), ","))
+                               .where(_pg_match(query)))
+    else:
+        cursor = session.connection().connection.driver_connection.cursor()
+        (found,) = cursor.execute("SELECT group_concat(rowid) FROM article_fts "
+                                  "WHERE article_fts MATCH ?", (to_fts5(query),)).fetchone()
+    return np.fromstring(found or "", sep=",", dtype=np.int64)
 
 
 def _listed_search(session: Session, index: tuple[listing.Columns, listing.ConceptTable],
@@ -288,23 +307,18 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
         mask &= columns.added <= listing.micros(filters.added_until)
     for slug in concept_slugs:
         mask &= listing.concept_mask(columns, concepts.with_descendants(slug))
-    # the driver's own cursor: a search may read 100,000 ids, and each row SQLAlchemy builds
-    # costs more than the database's work for it
-    cursor = session.connection().connection.driver_connection.cursor()
     offset = (page - 1) * per_page
     ranked: list[tuple[int, float]] = []
     if by_rank and mask.sum() <= RANKED_MATCHES:
         # few enough candidates to rank them all: one pass finds and ranks their matches
-        ranked = _ranks(cursor, query, columns.ids[mask])
+        ranked = _ranks(session, query, columns.ids[mask])
         mask = listing.members(columns, np.array([r[0] for r in ranked], dtype=np.int64))
     elif not query.is_empty:
-        (found,) = cursor.execute("SELECT group_concat(rowid) FROM article_fts "
-                                  "WHERE article_fts MATCH ?", (to_fts5(query),)).fetchone()
-        mask &= listing.members(columns, np.fromstring(found or "", sep=",", dtype=np.int64))
+        mask &= listing.members(columns, _matching_ids(session, query))
     total = int(mask.sum())
     ordered = listing.newest_first(columns, mask)
     if by_rank and total > RANKED_MATCHES and offset < RANKED_MATCHES:
-        ranked = _ranks(cursor, query, np.sort(columns.ids[ordered[:RANKED_MATCHES]]))
+        ranked = _ranks(session, query, np.sort(columns.ids[ordered[:RANKED_MATCHES]]))
     if by_rank and offset < len(ranked):
         ids = np.array([row[0] for row in ranked], dtype=np.int64)
         published = columns.published[np.searchsorted(columns.ids, ids)]
@@ -320,7 +334,10 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
     loaded = {a.id: a for a in session.scalars(
         select(Article).where(Article.id.in_(page_ids)).options(selectinload(Article.source)))}
     rows = [loaded[i] for i in page_ids if i in loaded]
-    found_snippets = _snippets(session, query, page_ids) if _rankable(session, query) else {}
+    found_snippets = {}
+    if _rankable(session, query):
+        snippets = _pg_snippets if session.get_bind().dialect.name == "postgresql" else _snippets
+        found_snippets = snippets(session, query, page_ids)
     hits = [Hit(article, found_snippets.get(article.id)) for article in rows]
     found: dict[str, list[FacetValue]] = {}
     if facet_limit > 0:
