@@ -183,8 +183,8 @@ def co_occurring(session: Session, concept_ids: set[int], limit: int = 12,
     if index is not None:
         columns, table = index
         tagged = listing.concept_mask(columns, concept_ids) & columns.visible
-        pairs = tagged[columns.tag_pos] & ~np.isin(columns.tag_concepts,
-                                                   list(concept_ids | set(leave_out)))
+        pairs = tagged[columns.tag_pos] & ~listing.tags_of(columns,
+                                                           concept_ids | set(leave_out))
         counts = np.bincount(columns.tag_concepts[pairs], minlength=table.size)
         ranked = sorted(((table.rows[int(cid)], int(counts[cid]))
                          for cid in np.flatnonzero(counts)),

@@ -64,26 +64,22 @@ class Columns:
     added: np.ndarray  # int64 µs
     listed: np.ndarray  # bool: in lists (not filtered out, not a later source of a story)
     visible: np.ndarray  # bool: not filtered out
-    tag_ids: np.ndarray  # int64 article id of each (article, concept) tag...
-    tag_concepts: np.ndarray  # int64 ...and its concept
-    up_ids: np.ndarray  # the same with each tag's ancestors added, one pair per article and
+    tag_pos: np.ndarray  # int32: the position of each (article, concept) tag's article...
+    tag_concepts: np.ndarray  # int32: ...and its concept
+    up_pos: np.ndarray  # the same with each tag's ancestors added, one pair per article and
     up_concepts: np.ndarray  # concept: a facet count is what filtering on the concept shows
-    # derived: the position of each tag's article, and the positions newest first
-    tag_pos: np.ndarray = field(init=False, repr=False)
-    up_pos: np.ndarray = field(init=False, repr=False)
+    # derived: the positions newest first, each article's year and month
     by_date: np.ndarray = field(init=False, repr=False)
     year: np.ndarray = field(init=False, repr=False)  # of the date, e.g. 2026
     month: np.ndarray = field(init=False, repr=False)  # of the date, months since 1970-01
 
     def __post_init__(self) -> None:
+        month = self.date.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)
         derived = {
-            "tag_pos": np.searchsorted(self.ids, self.tag_ids),
-            "up_pos": np.searchsorted(self.ids, self.up_ids),
             # dated articles by date, then undated ones, each by id descending (as SQL lists)
             "by_date": np.lexsort((-self.ids, -self.published, self.published == 0)),
-            "month": self.date.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64),
+            "month": month, "year": month // 12 + 1970,
         }
-        derived["year"] = derived["month"] // 12 + 1970
         for name, value in derived.items():
             object.__setattr__(self, name, value)
 
@@ -132,7 +128,7 @@ _ARTICLE_COLUMNS = {
     "postgresql": "SELECT id, kind, coalesce(source_id, -1), "
                   "(extract(epoch FROM coalesce(published_at, fetched_at)) * 1000000)::bigint, "
                   "coalesce((extract(epoch FROM published_at) * 1000000)::bigint, 0), "
-                  "(extract(epoch FROM added_at) * 1000000)::bigint, "
+                  "coalesce((extract(epoch FROM added_at) * 1000000)::bigint, 0), "
                   "story_id IS NULL AND NOT filtered, NOT filtered FROM articles",
 }
 
@@ -210,27 +206,44 @@ def _with_ancestors(tag_ids: np.ndarray, tag_concepts: np.ndarray, concepts: Con
 
 
 _FIELDS = ("ids", "kind", "source", "date", "published", "added", "listed", "visible")
-_TAG_FIELDS = (("tag_ids", "tag_concepts"), ("up_ids", "up_concepts"))
+_TAGS = (("tag_pos", "tag_concepts", "tag_ids"), ("up_pos", "up_concepts", "up_ids"))
+
+
+def _build(fresh: dict[str, np.ndarray]) -> Columns:
+    """Columns from what _read gave for every article."""
+    order = np.argsort(fresh["ids"], kind="stable")
+    parts = {name: fresh[name][order] for name in _FIELDS}
+    for pos_name, concept_name, ids_name in _TAGS:
+        parts[pos_name] = np.searchsorted(parts["ids"], fresh[ids_name]).astype(np.int32)
+        parts[concept_name] = fresh[concept_name].astype(np.int32)
+    return Columns(**parts)
 
 
 def _merge(old: Columns, changed: np.ndarray, fresh: dict[str, np.ndarray]) -> Columns:
     """OLD without the articles CHANGED, plus FRESH (their current state; deleted ones are
-    simply absent), still in id order."""
-    keep = ~np.isin(old.ids, changed)
-    parts = {name: np.concatenate([getattr(old, name)[keep], fresh[name]]) for name in _FIELDS}
-    if len(fresh["ids"]) and keep.any() and fresh["ids"].min() < old.ids[keep].max():
+    simply absent), still in id order. Costs a few passes over the arrays, no sort of the
+    tags."""
+    keep = ~members(old, changed)
+    kept_count = int(keep.sum())
+    rank_in_kept = np.cumsum(keep) - 1  # an old position's place among the kept rows
+    fresh_order = np.argsort(fresh["ids"], kind="stable")
+    fresh_ids = fresh["ids"][fresh_order]
+    parts = {name: np.concatenate([getattr(old, name)[keep], fresh[name][fresh_order]])
+             for name in _FIELDS}
+    final: np.ndarray | None = None  # where each row of that concatenation ends up
+    if len(fresh_ids) and kept_count and fresh_ids[0] < parts["ids"][kept_count - 1]:
         order = np.argsort(parts["ids"], kind="stable")
         parts = {name: values[order] for name, values in parts.items()}
-    elif len(fresh["ids"]):
-        order = np.argsort(fresh["ids"], kind="stable")
-        start = int(keep.sum())
-        for name in _FIELDS:
-            parts[name][start:] = fresh[name][order]
-    for id_name, concept_name in _TAG_FIELDS:
-        kept = ~np.isin(getattr(old, id_name), changed)
-        parts[id_name] = np.concatenate([getattr(old, id_name)[kept], fresh[id_name]])
-        parts[concept_name] = np.concatenate([getattr(old, concept_name)[kept],
-                                              fresh[concept_name]])
+        final = np.empty(len(order), dtype=np.int64)
+        final[order] = np.arange(len(order))
+    for pos_name, concept_name, ids_name in _TAGS:
+        old_pos = getattr(old, pos_name)
+        kept_tags = keep[old_pos]
+        moved = np.concatenate([rank_in_kept[old_pos[kept_tags]],
+                                kept_count + np.searchsorted(fresh_ids, fresh[ids_name])])
+        parts[pos_name] = (moved if final is None else final[moved]).astype(np.int32)
+        parts[concept_name] = np.concatenate([getattr(old, concept_name)[kept_tags],
+                                              fresh[concept_name].astype(np.int32)])
     return Columns(**parts)
 
 
@@ -289,11 +302,7 @@ class Listing:
                 or self.concepts is None
                 or len(changes) > max(1000, REBUILD_SHARE * len(self.columns))):
             concepts = _read_concepts(connection)
-            fresh = _read(connection, concepts)
-            order = np.argsort(fresh["ids"], kind="stable")
-            for name in _FIELDS:
-                fresh[name] = fresh[name][order]
-            self.columns, self.concepts = Columns(**fresh), concepts
+            self.columns, self.concepts = _build(_read(connection, concepts)), concepts
         elif changes:
             changed = np.array(sorted(changes), dtype=np.int64)
             fresh = _read(connection, self.concepts, [int(i) for i in changed])
@@ -384,8 +393,17 @@ def forget_all() -> None:
 def concept_mask(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
     """Which articles are tagged with any of CONCEPT_IDS."""
     mask = np.zeros(len(columns), dtype=bool)
-    mask[columns.tag_pos[np.isin(columns.tag_concepts, list(concept_ids))]] = True
+    mask[columns.tag_pos[tags_of(columns, concept_ids)]] = True
     return mask
+
+
+def tags_of(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
+    """Which (article, concept) tags are of one of CONCEPT_IDS: a table lookup per tag."""
+    wanted = [int(c) for c in concept_ids]
+    size = max(wanted, default=0) + 1
+    table = np.zeros(max(size, int(columns.tag_concepts.max(initial=0)) + 1), dtype=bool)
+    table[wanted] = True
+    return table[columns.tag_concepts]
 
 
 def count_by(values: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
