@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -133,57 +133,63 @@ _ARTICLE_COLUMNS = {
 }
 
 
-def _rows(connection: sa.Connection, sql: str, column: str,
-          ids: Sequence[int] | None) -> list[tuple]:
-    """The rows SQL gives (for the articles IDS only, by COLUMN, unless None), through the
-    driver's own cursor: SQLAlchemy's rows cost more than the reading at 100,000 articles."""
+_FETCH = 100_000  # rows turned into arrays at a time: Python's tuples are what cost memory
+
+
+def _batches(connection: sa.Connection, sql: str, column: str,
+             ids: Sequence[int] | None) -> Iterator[list[tuple]]:
+    """The rows SQL gives (for the articles IDS only, by COLUMN, unless None), a batch at a
+    time, through the driver's own cursor: SQLAlchemy's rows cost more than the reading."""
     cursor = connection.connection.driver_connection.cursor()
     if ids is None:
-        return list(cursor.execute(sql).fetchall())
-    rows: list[tuple] = []
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(_FETCH):
+            yield rows
+        return
     for start in range(0, len(ids), _ID_CHUNK):
         chunk = list(ids[start:start + _ID_CHUNK])
         if connection.dialect.name == "postgresql":
-            rows += cursor.execute(f"{sql} WHERE {column} = ANY(%s)", (chunk,)).fetchall()
+            yield cursor.execute(f"{sql} WHERE {column} = ANY(%s)", (chunk,)).fetchall()
         else:
             marks = ",".join("?" * len(chunk))
-            rows += cursor.execute(f"{sql} WHERE {column} IN ({marks})",
-                                   tuple(chunk)).fetchall()
-    return rows
+            yield cursor.execute(f"{sql} WHERE {column} IN ({marks})", tuple(chunk)).fetchall()
 
 
 KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
+
+
+def _article_arrays(rows: list[tuple], dialect: str) -> dict[str, np.ndarray]:
+    article_ids, kinds, sources, dates, published, added, listed, visible = zip(*rows,
+                                                                                strict=True)
+    if dialect == "postgresql":
+        times = {name: np.array(values, dtype=np.int64) for name, values in
+                 (("date", dates), ("published", published), ("added", added))}
+    else:
+        times = {name: _as_micros(values) for name, values in
+                 (("date", dates), ("published", published), ("added", added))}
+    return {"ids": np.array(article_ids, dtype=np.int64),
+            "kind": np.array([KIND_CODE.get(k, -1) for k in kinds], dtype=np.int8),
+            "source": np.array(sources, dtype=np.int64), **times,
+            "listed": np.array(listed, dtype=bool), "visible": np.array(visible, dtype=bool)}
 
 
 def _read(connection: sa.Connection, concepts: ConceptTable,
           ids: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """The columns of the articles IDS (all when None), in the order the rows come."""
     dialect = connection.dialect.name
-    rows = _rows(connection, _ARTICLE_COLUMNS[dialect], "id", ids)
-    if rows:
-        (article_ids, kinds, sources, dates, published, added, listed,
-         visible) = zip(*rows, strict=True)
-    else:
-        article_ids = kinds = sources = dates = published = added = listed = visible = ()
-    tags = _rows(connection, "SELECT article_id, concept_id FROM article_concepts",
-                 "article_id", ids)
-    tag_ids = np.array([t[0] for t in tags], dtype=np.int64)
-    tag_concepts = np.array([t[1] for t in tags], dtype=np.int64)
+    parts = [_article_arrays(rows, dialect) for rows in
+             _batches(connection, _ARTICLE_COLUMNS[dialect], "id", ids) if rows]
+    empty = {"ids": np.int64, "kind": np.int8, "source": np.int64, "date": np.int64,
+             "published": np.int64, "added": np.int64, "listed": bool, "visible": bool}
+    columns = {name: np.concatenate([p[name] for p in parts]) if parts
+               else np.array([], dtype=dtype) for name, dtype in empty.items()}
+    tags = [np.array(rows, dtype=np.int64).reshape(-1, 2) for rows in _batches(
+        connection, "SELECT article_id, concept_id FROM article_concepts", "article_id", ids)]
+    pairs = np.concatenate(tags) if tags else np.zeros((0, 2), dtype=np.int64)
+    tag_ids, tag_concepts = pairs[:, 0].copy(), pairs[:, 1].copy()
     up_ids, up_concepts = _with_ancestors(tag_ids, tag_concepts, concepts)
-    return {
-        "ids": np.array(article_ids, dtype=np.int64),
-        "kind": np.array([KIND_CODE.get(k, -1) for k in kinds], dtype=np.int8),
-        "source": np.array(sources, dtype=np.int64),
-        **({"date": np.array(dates, dtype=np.int64),
-            "published": np.array(published, dtype=np.int64),
-            "added": np.array(added, dtype=np.int64)} if dialect == "postgresql" else
-           {"date": _as_micros(dates), "published": _as_micros(published),
-            "added": _as_micros(added)}),
-        "listed": np.array(listed, dtype=bool),
-        "visible": np.array(visible, dtype=bool),
-        "tag_ids": tag_ids, "tag_concepts": tag_concepts,
-        "up_ids": up_ids, "up_concepts": up_concepts,
-    }
+    return {**columns, "tag_ids": tag_ids, "tag_concepts": tag_concepts,
+            "up_ids": up_ids, "up_concepts": up_concepts}
 
 
 def _with_ancestors(tag_ids: np.ndarray, tag_concepts: np.ndarray, concepts: ConceptTable
