@@ -31,6 +31,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from db.articles import tag_terms  # noqa: E402
 from db.models import Article, ArticleConcept, Concept  # noqa: E402
 from db.session import get_engine  # noqa: E402
 from webapp.cli import prepare_database  # noqa: E402
@@ -67,6 +68,9 @@ def fill(url: str, count: int, seed: int = 7) -> list[tuple[str, str]]:
                 "summary": " ".join(rng.choices(WORDS, k=40)),
                 "body": " ".join(rng.choices(WORDS, k=150)) + " " + names,
                 "kind": rng.choice(KINDS), "published_at": now - timedelta(hours=i),
+                # written with the tags, as the application does (triggers would otherwise
+                # index each article's text again for each tag)
+                "tag_terms": tag_terms(t.id for t in tags),
                 "fetched_at": now, "extra": {}, "relevance": 1.0, "filtered": False})
             for t in tags:
                 links.append({"article_id": i, "concept_id": t.id, "mentions": 1})

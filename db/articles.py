@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -101,7 +101,9 @@ def upsert_article(session: Session, data: ArticleData,
     article = find_work(session, data)
     if article is None:
         article = Article(canonical_url=data.canonical_url, source_id=source_id,
-                          extra=dict(data.extra), **fields)
+                          extra=dict(data.extra), **fields,
+                          tag_terms=tag_terms(concept_ids[slug] for slug in data.mentions
+                                              if slug in concept_ids))
         try:
             with session.begin_nested():
                 session.add(article)
@@ -111,7 +113,7 @@ def upsert_article(session: Session, data: ArticleData,
             if article is None:
                 raise
         else:
-            _set_mentions(session, article.id, data.mentions, concept_ids, new=True)
+            _set_mentions(session, article, data.mentions, concept_ids, new=True)
             return "new", article.id
 
     extra = _merged_extra(article, data)
@@ -135,18 +137,41 @@ def upsert_article(session: Session, data: ArticleData,
     article.fetched_at = utcnow()
     if source_id is not None:
         article.source_id = source_id
-    _set_mentions(session, article.id, data.mentions, concept_ids)
+    _set_mentions(session, article, data.mentions, concept_ids)
     return "updated", article.id
 
 
-def _set_mentions(session: Session, article_id: int, mentions: Mapping[str, int],
+def tag_terms(concept_ids: Iterable[int]) -> str:
+    """An article's `tag_terms`: a token per concept it is tagged with (db/fts_sqlite.py)."""
+    return " ".join(f"c{cid}" for cid in sorted(set(concept_ids)))
+
+
+def _set_mentions(session: Session, article: Article, mentions: Mapping[str, int],
                   concept_ids: Mapping[str, int], new: bool = False) -> None:
-    if not new:
-        session.execute(delete(ArticleConcept).where(ArticleConcept.article_id == article_id))
-    rows = [{"article_id": article_id, "concept_id": concept_ids[slug], "mentions": count}
-            for slug, count in mentions.items() if slug in concept_ids]
-    if rows:
-        session.execute(insert(ArticleConcept), rows)
+    """Give ARTICLE these tags, writing only what changes; its tag_terms first, so that the
+    triggers keeping them for other writers find nothing to do (on SQLite each of their
+    updates would index the article's text again)."""
+    wanted = {concept_ids[slug]: count for slug, count in mentions.items() if slug in concept_ids}
+    terms = tag_terms(wanted)
+    if article.tag_terms != terms:
+        article.tag_terms = terms
+        session.flush()
+    old = {} if new else dict(session.execute(
+        select(ArticleConcept.concept_id, ArticleConcept.mentions)
+        .where(ArticleConcept.article_id == article.id)).all())
+    gone = [cid for cid in old if cid not in wanted]
+    if gone:
+        session.execute(delete(ArticleConcept).where(ArticleConcept.article_id == article.id,
+                                                     ArticleConcept.concept_id.in_(gone)))
+    for cid, count in wanted.items():
+        if cid in old and old[cid] != count:
+            session.execute(update(ArticleConcept).where(
+                ArticleConcept.article_id == article.id, ArticleConcept.concept_id == cid)
+                .values(mentions=count))
+    added = [{"article_id": article.id, "concept_id": cid, "mentions": count}
+             for cid, count in wanted.items() if cid not in old]
+    if added:
+        session.execute(insert(ArticleConcept), added)
 
 
 @dataclass(frozen=True)
@@ -186,7 +211,7 @@ def update_tags(session: Session, article: Article, tags: TagUpdate,
         setattr(article, name, value)
     article.extra = extra
     if old_mentions != new_mentions:
-        _set_mentions(session, article.id, tags.mentions, concept_ids)
+        _set_mentions(session, article, tags.mentions, concept_ids)
     return True
 
 

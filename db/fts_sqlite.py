@@ -2,54 +2,63 @@
 
 External content over `articles`: porter stemming over unicode61 with diacritics folded, so
 "tumours" finds "tumour" and "cancer" finds the Spanish "cáncer". Triggers keep it in sync.
+
+Since migration 0008 it also indexes `tag_terms`: a token per concept the article is tagged
+with ("c12"), so that a search for words among a concept's articles is one full-text query
+whose posting lists FTS5 intersects. Readers' words are only ever matched in the text columns.
+The migrations before 0008 build the index of their time: they pass TEXT_COLUMNS.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 Execute = Callable[[str], Any]
 
-TABLE = """CREATE VIRTUAL TABLE article_fts USING fts5(
-    title, summary, body,
-    content='articles', content_rowid='id',
-    tokenize='porter unicode61 remove_diacritics 2')"""
-
-TRIGGERS = {
-    "articles_fts_insert": """CREATE TRIGGER articles_fts_insert AFTER INSERT ON articles BEGIN
-        INSERT INTO article_fts(rowid, title, summary, body)
-        VALUES (new.id, new.title, new.summary, new.body);
-    END""",
-    "articles_fts_delete": """CREATE TRIGGER articles_fts_delete AFTER DELETE ON articles BEGIN
-        INSERT INTO article_fts(article_fts, rowid, title, summary, body)
-        VALUES ('delete', old.id, old.title, old.summary, old.body);
-    END""",
-    "articles_fts_update": """CREATE TRIGGER articles_fts_update
-        AFTER UPDATE OF title, summary, body ON articles BEGIN
-        INSERT INTO article_fts(article_fts, rowid, title, summary, body)
-        VALUES ('delete', old.id, old.title, old.summary, old.body);
-        INSERT INTO article_fts(rowid, title, summary, body)
-        VALUES (new.id, new.title, new.summary, new.body);
-    END""",
-}
+TEXT_COLUMNS = ("title", "summary", "body")
+COLUMNS = (*TEXT_COLUMNS, "tag_terms")
+TRIGGER_NAMES = ("articles_fts_insert", "articles_fts_delete", "articles_fts_update")
 
 
-def create_triggers(execute: Execute) -> None:
+def table_sql(columns: Sequence[str] = COLUMNS) -> str:
+    return (f"CREATE VIRTUAL TABLE article_fts USING fts5({', '.join(columns)}, "
+            "content='articles', content_rowid='id', "
+            "tokenize='porter unicode61 remove_diacritics 2')")
+
+
+def trigger_sql(columns: Sequence[str] = COLUMNS) -> dict[str, str]:
+    names = ", ".join(columns)
+    new = ", ".join(f"new.{c}" for c in columns)
+    old = ", ".join(f"old.{c}" for c in columns)
+    add = f"INSERT INTO article_fts(rowid, {names}) VALUES (new.id, {new});"
+    remove = (f"INSERT INTO article_fts(article_fts, rowid, {names}) "
+              f"VALUES ('delete', old.id, {old});")
+    return {
+        "articles_fts_insert": f"CREATE TRIGGER articles_fts_insert AFTER INSERT ON articles "
+                               f"BEGIN {add} END",
+        "articles_fts_delete": f"CREATE TRIGGER articles_fts_delete AFTER DELETE ON articles "
+                               f"BEGIN {remove} END",
+        "articles_fts_update": f"CREATE TRIGGER articles_fts_update AFTER UPDATE OF {names} "
+                               f"ON articles BEGIN {remove} {add} END",
+    }
+
+
+def create_triggers(execute: Execute, columns: Sequence[str] = COLUMNS) -> None:
     """(Re)create the triggers: needed again whenever the articles table is rebuilt."""
     drop_triggers(execute)
-    for statement in TRIGGERS.values():
+    for statement in trigger_sql(columns).values():
         execute(statement)
 
 
 def drop_triggers(execute: Execute) -> None:
-    for name in TRIGGERS:
+    for name in TRIGGER_NAMES:
         execute(f"DROP TRIGGER IF EXISTS {name}")
 
 
-def create_fts(execute: Execute) -> None:
-    execute(TABLE)
-    create_triggers(execute)
+def create_fts(execute: Execute, columns: Sequence[str] = COLUMNS) -> None:
+    execute(table_sql(columns))
+    create_triggers(execute, columns)
 
 
 def drop_fts(execute: Execute) -> None:

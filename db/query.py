@@ -122,8 +122,9 @@ def _fts5_string(term: Term) -> str:
     return '"' + term.text.replace('"', '""') + '"' + ("*" if term.prefix else "")
 
 
-def to_fts5(query: ParsedQuery) -> str:
-    """An FTS5 MATCH expression for QUERY (which must not be empty)."""
+def to_fts5(query: ParsedQuery, concepts: list[set[int]] | None = None) -> str:
+    """An FTS5 MATCH expression for QUERY (which must not be empty), its words matched in the
+    text columns only; with CONCEPTS, only articles tagged with one concept of each set."""
     groups = []
     for group in query.groups:
         parts = [_fts5_string(t) for t in group]
@@ -131,4 +132,8 @@ def to_fts5(query: ParsedQuery) -> str:
     expr = " AND ".join(groups)
     for term in query.excluded:
         expr = f"({expr}) NOT {_fts5_string(term)}"
+    expr = "{title summary body} : (" + expr + ")"
+    for ids in concepts or []:
+        if ids:  # no concept at all: the caller knows nothing matches
+            expr += " AND tag_terms : (" + " OR ".join(f'"c{c}"' for c in sorted(ids)) + ")"
     return expr

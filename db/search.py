@@ -30,6 +30,7 @@ from db.query import ParsedQuery, Term, to_fts5
 # turns them into <mark>, so crawled text never reaches a page unescaped.
 MARK_START, MARK_END = "\ue000", "\ue001"
 TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT = 10.0, 4.0, 1.0
+TAGS_WEIGHT = 0.0  # concept tokens (db/fts_sqlite.py) filter, never rank
 MAX_PER_PAGE = 100
 
 _fts = sa.table("article_fts", sa.column("rowid"))
@@ -137,7 +138,8 @@ def _matching(session: Session, query: ParsedQuery, concept_slugs: list[str],
     columns: list[sa.ColumnElement] = [Article.id.label("id")]
     if use_fts and ranked:
         columns.append(
-            func.bm25(_fts_col, TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT).label("rank"))
+            func.bm25(_fts_col, TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT, TAGS_WEIGHT)
+            .label("rank"))
     # a story told by several sources is listed once, under the article that first carried it
     # off-topic articles (filtered) are kept but never listed
     stmt = select(*columns).where(Article.story_id.is_(None), Article.filtered.is_(False))
@@ -246,8 +248,11 @@ def _best_snippet(*snippets: str | None) -> str | None:
 RANKED_MATCHES = 10_000
 
 
-def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray) -> list[tuple[int, float]]:
-    """(id, rank: lower is better) of each of IDS (ascending) that matches QUERY."""
+def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
+           concepts: list[set[int]]) -> list[tuple[int, float]]:
+    """(id, rank: lower is better) of each of IDS (ascending) that matches QUERY (and is tagged
+    with one of each set of CONCEPTS: on SQLite the full-text index then walks only the
+    articles under the concepts)."""
     if not len(ids):
         return []
     if session.get_bind().dialect.name == "postgresql":
@@ -262,14 +267,15 @@ def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray) -> list[tuple[
     # +rowid: the candidates filter the full-text matches rather than drive the lookup (FTS5
     # would otherwise run the whole query again for each candidate)
     return cursor.execute(
-        "SELECT rowid, bm25(article_fts, ?, ?, ?) FROM article_fts "
+        "SELECT rowid, bm25(article_fts, ?, ?, ?, ?) FROM article_fts "
         "WHERE article_fts MATCH ? AND rowid BETWEEN ? AND ? "
         "AND +rowid IN (SELECT id FROM search_candidates)",
-        (TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT, to_fts5(query),
+        (TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT, TAGS_WEIGHT, to_fts5(query, concepts),
          int(ids[0]), int(ids[-1]))).fetchall()
 
 
-def _matching_ids(session: Session, query: ParsedQuery) -> np.ndarray:
+def _matching_ids(session: Session, query: ParsedQuery, concepts: list[set[int]]
+                  ) -> np.ndarray:
     """The ids of every article QUERY's words match, as one string of the database's making:
     a search may match 100,000 articles, and a row each costs more than the matching."""
     if session.get_bind().dialect.name == "postgresql":
@@ -278,7 +284,8 @@ def _matching_ids(session: Session, query: ParsedQuery) -> np.ndarray:
     else:
         cursor = session.connection().connection.driver_connection.cursor()
         (found,) = cursor.execute("SELECT group_concat(rowid) FROM article_fts "
-                                  "WHERE article_fts MATCH ?", (to_fts5(query),)).fetchone()
+                                  "WHERE article_fts MATCH ?",
+                                  (to_fts5(query, concepts),)).fetchone()
     return np.fromstring(found or "", sep=",", dtype=np.int64)
 
 
@@ -305,20 +312,22 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
         mask &= columns.added > listing.micros(filters.added_after)
     if filters.added_until:
         mask &= columns.added <= listing.micros(filters.added_until)
-    for slug in concept_slugs:
-        mask &= listing.concept_mask(columns, concepts.with_descendants(slug))
+    concept_sets = [concepts.with_descendants(slug) for slug in concept_slugs]
+    for ids in concept_sets:
+        mask &= listing.concept_mask(columns, ids)
     offset = (page - 1) * per_page
     ranked: list[tuple[int, float]] = []
     if by_rank and mask.sum() <= RANKED_MATCHES:
         # few enough candidates to rank them all: one pass finds and ranks their matches
-        ranked = _ranks(session, query, columns.ids[mask])
+        ranked = _ranks(session, query, columns.ids[mask], concept_sets)
         mask = listing.members(columns, np.array([r[0] for r in ranked], dtype=np.int64))
     elif not query.is_empty:
-        mask &= listing.members(columns, _matching_ids(session, query))
+        mask &= listing.members(columns, _matching_ids(session, query, concept_sets))
     total = int(mask.sum())
     ordered = listing.newest_first(columns, mask)
     if by_rank and total > RANKED_MATCHES and offset < RANKED_MATCHES:
-        ranked = _ranks(session, query, np.sort(columns.ids[ordered[:RANKED_MATCHES]]))
+        ranked = _ranks(session, query, np.sort(columns.ids[ordered[:RANKED_MATCHES]]),
+                        concept_sets)
     if by_rank and offset < len(ranked):
         ids = np.array([row[0] for row in ranked], dtype=np.int64)
         published = columns.published[np.searchsorted(columns.ids, ids)]

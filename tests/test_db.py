@@ -183,6 +183,27 @@ def test_search_survives_a_migration_round_trip(tmp_path):
     assert _search(url, "lifileucel")[0] == ["Lifileucel news"]
 
 
+def test_concept_tokens_are_filled_in_for_articles_stored_before_them(tmp_path):
+    url = new_db_url(tmp_path, "t.db")
+    upgrade(url, "0007")
+    with session_scope(url) as s:
+        s.execute(sa.text("INSERT INTO concepts (id, label, slug, name, synonyms, xrefs) "
+                          "VALUES (5, 'CANCER', 'melanoma', 'melanoma', '[]', '{}')"))
+        s.execute(sa.text("INSERT INTO articles (id, canonical_url, url, title, summary, body, "
+                          "fetched_at, added_at, kind, extra, relevance, filtered) VALUES "
+                          "(1, 'u', 'u', 'Relapse news', '', '', '2026-01-01', '2026-01-01', "
+                          "'news', '{}', 1.0, false), (2, 'v', 'v', 'Relapse too', '', '', "
+                          "'2026-01-01', '2026-01-01', 'news', '{}', 1.0, false)"))
+        s.execute(sa.text("INSERT INTO article_concepts (article_id, concept_id, mentions) "
+                          "VALUES (1, 5, 1)"))
+    upgrade(url)
+    with session_scope(url) as s:
+        assert s.execute(sa.text("SELECT id, tag_terms FROM articles ORDER BY id")).all() == [
+            (1, "c5"), (2, "")]
+    assert _search(url, "relapse", ["melanoma"])[0] == ["Relapse news"]
+    assert sorted(_search(url, "relapse")[0]) == ["Relapse news", "Relapse too"]
+
+
 def test_snippet_comes_from_the_body_not_the_title(db_url):
     with session_scope(db_url) as s:
         upsert_article(s, _article(70, title="Tebentafusp news",

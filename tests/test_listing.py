@@ -286,3 +286,51 @@ def test_dates_are_kept_to_the_microsecond(moment):
     text = moment.replace(tzinfo=None).isoformat(sep=" ")
     assert listing._as_micros([text])[0] == listing.micros(moment)  # noqa: SLF001
     assert listing._as_micros([None])[0] == 0  # noqa: SLF001
+
+
+def _tag_terms(url: str, article_id: int) -> set[str]:
+    with session_scope(url) as s:
+        return set(s.scalar(select(Article.tag_terms).where(Article.id == article_id)).split())
+
+
+def test_concept_tokens_follow_the_tags_whoever_writes_them(tmp_path):
+    url = _db(tmp_path)
+    with session_scope(url) as s:
+        ids = concept_ids_by_slug(s, ["melanoma", "nivolumab", "pd-l1"])
+        _, article_id = upsert_article(s, ArticleData(
+            canonical_url="https://news.example/t", url="https://news.example/t",
+            title="Relapse after therapy", body="relapse", mentions={"melanoma": 1}))
+    assert _tag_terms(url, article_id) == {f"c{ids['melanoma']}"}
+
+    def found(slug: str) -> list[int]:
+        with session_scope(url) as s:
+            indexed, in_sql = _both(s, "relapse", [slug])
+            _same(indexed, in_sql)
+            return [h.article.id for h in indexed.hits]
+
+    assert found("nivolumab") == []
+    with session_scope(url) as s:  # a writer that knows nothing of tag_terms
+        s.connection().exec_driver_sql(
+            f"INSERT INTO article_concepts (article_id, concept_id, mentions) "
+            f"VALUES ({article_id}, {ids['nivolumab']}, 1)")
+    assert _tag_terms(url, article_id) == {f"c{ids['melanoma']}", f"c{ids['nivolumab']}"}
+    assert found("nivolumab") == [article_id] and found("pd-1-inhibitor") == [article_id]
+    with session_scope(url) as s:
+        s.connection().exec_driver_sql(
+            f"UPDATE article_concepts SET concept_id = {ids['pd-l1']} "
+            f"WHERE article_id = {article_id} AND concept_id = {ids['nivolumab']}")
+    assert _tag_terms(url, article_id) == {f"c{ids['melanoma']}", f"c{ids['pd-l1']}"}
+    assert found("nivolumab") == [] and found("pd-l1") == [article_id]
+    with session_scope(url) as s:
+        s.connection().exec_driver_sql(
+            f"DELETE FROM article_concepts WHERE article_id = {article_id} "
+            f"AND concept_id = {ids['melanoma']}")
+    assert _tag_terms(url, article_id) == {f"c{ids['pd-l1']}"}
+    assert found("melanoma") == []
+    with session_scope(url) as s:  # the application's own writes: only what changes
+        upsert_article(s, ArticleData(
+            canonical_url="https://news.example/t", url="https://news.example/t",
+            title="Relapse after therapy", body="relapse again",
+            mentions={"melanoma": 2, "pd-l1": 3}))
+    assert _tag_terms(url, article_id) == {f"c{ids['melanoma']}", f"c{ids['pd-l1']}"}
+    assert found("melanoma") == [article_id] and found("pd-l1") == [article_id]

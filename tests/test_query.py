@@ -12,14 +12,15 @@ from db.query import MAX_QUERY_CHARS, MAX_TERMS, Term, parse_query, to_fts5
 def test_words_are_anded_and_phrases_kept():
     q = parse_query('pembrolizumab "lung cancer"')
     assert q.groups == [[Term("pembrolizumab")], [Term("lung cancer")]]
-    assert to_fts5(q) == '"pembrolizumab" AND "lung cancer"'
+    assert to_fts5(q) == '{title summary body} : ("pembrolizumab" AND "lung cancer")'
 
 
 def test_or_joins_neighbours_and_not_excludes():
     q = parse_query("melanoma OR glioblastoma -mouse NOT rat")
     assert q.groups == [[Term("melanoma"), Term("glioblastoma")]]
     assert q.excluded == [Term("mouse"), Term("rat")]
-    assert to_fts5(q) == '((("melanoma" OR "glioblastoma")) NOT "mouse") NOT "rat"'
+    assert to_fts5(q) == ('{title summary body} : '
+                          '(((("melanoma" OR "glioblastoma")) NOT "mouse") NOT "rat")')
 
 
 def test_prefix_and_quotes_inside_terms():
@@ -61,10 +62,11 @@ def test_near_and_parentheses_are_plain_words():
 @pytest.fixture(scope="module")
 def fts():
     connection = sqlite3.connect(":memory:")
-    connection.execute(
-        "CREATE VIRTUAL TABLE t USING fts5(body, tokenize='porter unicode61 remove_diacritics 2')"
-    )
-    connection.execute("INSERT INTO t VALUES ('pembrolizumab in non-small cell lung cancer')")
+    connection.execute(  # the columns of the real index (db/fts_sqlite.py)
+        "CREATE VIRTUAL TABLE t USING fts5(title, summary, body, tag_terms, "
+        "tokenize='porter unicode61 remove_diacritics 2')")
+    connection.execute("INSERT INTO t VALUES ('', '', "
+                       "'pembrolizumab in non-small cell lung cancer', 'c7 c12')")
     return connection
 
 
@@ -97,3 +99,16 @@ def test_search_matches_as_expected(fts):
     assert hits("lung -pembrolizumab") == 0
     assert hits("melanoma OR lung") == 1
     assert hits("cancers") == 1  # stemmed
+    assert hits("c12") == 0  # concept tokens are never the reader's words
+
+
+def test_concept_sets_narrow_the_expression(fts):
+    def hits(raw, concepts):
+        return fts.execute("SELECT count(*) FROM t WHERE t MATCH ?",
+                           (to_fts5(parse_query(raw), concepts),)).fetchone()[0]
+
+    assert hits("lung", [{12, 99}]) == 1
+    assert hits("lung", [{12}, {7}]) == 1
+    assert hits("lung", [{12}, {8}]) == 0
+    assert hits("lung", [{99}]) == 0
+    assert hits("melanoma", [{12}]) == 0

@@ -8,7 +8,7 @@ Create Date: 2026-11-27
 import sqlalchemy as sa
 from alembic import op
 
-from db.fts_sqlite import create_fts, drop_fts
+from db.fts_sqlite import TEXT_COLUMNS, create_fts, drop_fts
 from db.models import UTCDateTime
 
 revision = "0001"
@@ -70,7 +70,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_article_concepts_concept_id", "article_concepts", ["concept_id"])
     if op.get_bind().dialect.name == "sqlite":
-        create_fts(op.execute)
+        create_fts(op.execute, TEXT_COLUMNS)
 
 
 def downgrade() -> None:

@@ -8,7 +8,7 @@ Create Date: 2026-11-27
 import sqlalchemy as sa
 from alembic import op
 
-from db.fts_sqlite import create_triggers
+from db.fts_sqlite import TEXT_COLUMNS, create_triggers
 from db.models import UTCDateTime
 
 revision = "0002"
@@ -60,4 +60,4 @@ def downgrade() -> None:
         for name in ("topical", "consecutive_failures", *(c for c, _ in SOURCE_COLUMNS)):
             batch.drop_column(name)
     if op.get_bind().dialect.name == "sqlite":
-        create_triggers(op.execute)  # the batch rebuilt articles without them
+        create_triggers(op.execute, TEXT_COLUMNS)  # the batch rebuilt articles without them

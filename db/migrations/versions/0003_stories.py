@@ -43,6 +43,6 @@ def downgrade() -> None:
     with op.batch_alter_table("articles") as batch:
         batch.drop_column("story_id")
     if op.get_bind().dialect.name == "sqlite":
-        from db.fts_sqlite import create_triggers
+        from db.fts_sqlite import TEXT_COLUMNS, create_triggers
 
-        create_triggers(op.execute)  # the batch rebuilt articles without them
+        create_triggers(op.execute, TEXT_COLUMNS)  # the batch rebuilt articles without them
