@@ -19,7 +19,7 @@ def retry_after(response: Response) -> timedelta | None:
     value = (response.headers.get("Retry-After") or b"").decode("latin-1").strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isdecimal():
         return timedelta(seconds=int(value))
     try:
         when = parsedate_to_datetime(value)

@@ -61,7 +61,7 @@ def _text(element: etree._Element | None) -> str:
 
 def _month(value: str) -> int | None:
     value = value.strip().lower()
-    if value.isdigit():
+    if value.isdecimal():
         return int(value) if 1 <= int(value) <= 12 else None
     return _MONTHS.get(value[:3]) or _SEASONS.get(value)
 
@@ -69,10 +69,10 @@ def _month(value: str) -> int | None:
 def parse_partial_date(year: str | None, month: str | None = None,
                        day: str | None = None) -> datetime | None:
     """A date from PubMed's parts, any of month and day missing ("2019", "2019 Mar")."""
-    if not year or not year.strip().isdigit():
+    if not year or not year.strip().isdecimal():
         return None
     m = _month(month) if month else None
-    d = int(day) if day and day.strip().isdigit() else None
+    d = int(day) if day and day.strip().isdecimal() else None
     try:
         return datetime(int(year), m or 1, d or 1, tzinfo=UTC)
     except ValueError:
@@ -172,6 +172,6 @@ def parse_esearch(data: bytes) -> SearchResult:
     if error:
         raise PubMedXMLError(f"PubMed search error: {error}")
     count, key, env = root.findtext("Count"), root.findtext("QueryKey"), root.findtext("WebEnv")
-    if not (count and count.isdigit() and key and env):
+    if not (count and count.isdecimal() and key and env):
         raise PubMedXMLError("esearch result without Count, QueryKey and WebEnv")
     return SearchResult(int(count), key, env)

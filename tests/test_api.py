@@ -123,6 +123,17 @@ def test_unreachable_database_is_a_503_json_error():
     assert json.loads(response.get_data(as_text=True))["error"]["status"] == 503
 
 
+@pytest.mark.parametrize("value", ["²", "¹⁰", "٣", "Ⅻ", "１"])
+def test_digits_int_cannot_read_are_a_400_not_a_500(tagged_db, value):
+    """str.isdigit() accepts superscripts that int() refuses (found by the fuzz test below);
+    decimal digits of any script are numbers int() reads."""
+    client = app_client(tagged_db)
+    for path in ("/api/v1/articles?page=", "/api/v1/articles?limit=", "/search?page=",
+                 "/search?from=" + value * 3, "/search?to="):
+        response = client.get(path + value, environ_base={"REMOTE_ADDR": "10.9.9.9"})
+        assert response.status_code in (200, 400), (path, value, response.status_code)
+
+
 def test_any_parameters_answer_200_or_400_never_500(tagged_db):
     from urllib.parse import urlencode
 

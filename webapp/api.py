@@ -90,7 +90,7 @@ def _decode_cursor(cursor: str) -> int:
 
 def _limit(args: MultiDict[str, str]) -> int:
     raw = args.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not raw.isdecimal() or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadParameter(f"limit must be a whole number from 1 to {MAX_LIMIT}.")
     return int(raw)
 

@@ -26,7 +26,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     proxies = app.config.get("TRUSTED_PROXIES", settings.get("TRUSTED_PROXIES"))
-    if not str(proxies).isdigit():
+    if not str(proxies).isdecimal():
         raise settings.SettingError(
             f"IMMUNOFEED_TRUSTED_PROXIES must be a whole number, not {proxies!r}")
     if int(proxies):

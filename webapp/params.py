@@ -27,7 +27,7 @@ MAX_VALUE_CHARS = 200
 def _day(name: str, raw: str, end: bool) -> date:
     """A date parameter: YYYY-MM-DD, or a year (its first or, for `to`, its last day)."""
     try:
-        if len(raw) == 4 and raw.isdigit():
+        if len(raw) == 4 and raw.isdecimal():
             return date(int(raw), 12, 31) if end else date(int(raw), 1, 1)
         return date.fromisoformat(raw)
     except ValueError:
@@ -70,7 +70,7 @@ class SearchParams:
         if since and until and since > until:
             raise BadParameter("from must not come after to.")
         raw_page = args.get("page", "1")
-        if not raw_page.isdigit() or not 1 <= int(raw_page) <= MAX_PAGE:
+        if not raw_page.isdecimal() or not 1 <= int(raw_page) <= MAX_PAGE:
             raise BadParameter(f"page must be a whole number from 1 to {MAX_PAGE}.")
         sort = args.get("sort", "relevance")
         if sort not in ("relevance", "date"):

@@ -33,14 +33,14 @@ class ScheduleError(ValueError):
 
 def digest_hour() -> int:
     raw = settings.get("DIGEST_HOUR")
-    if not raw.isdigit() or not 0 <= int(raw) <= 23:
+    if not raw.isdecimal() or not 0 <= int(raw) <= 23:
         raise ScheduleError(f"IMMUNOFEED_DIGEST_HOUR must be an hour from 0 to 23, not {raw!r}")
     return int(raw)
 
 
 def default_interval() -> int:
     raw = settings.get("CRAWL_INTERVAL")
-    if not raw.isdigit() or int(raw) < 1:
+    if not raw.isdecimal() or int(raw) < 1:
         raise ScheduleError(f"IMMUNOFEED_CRAWL_INTERVAL must be a whole number of minutes, at "
                             f"least 1, not {raw!r}")
     return int(raw)
