@@ -9,11 +9,12 @@ import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from db import settings
 from db.models import AppSecret, ConfirmationSend, Subscriber, utcnow
+from db.session import session_scope
 
 CONFIRMATIONS_PER_ADDRESS = 3  # confirmation emails to one address...
 CONFIRMATION_WINDOW = timedelta(hours=24)  # ...within this long
@@ -35,6 +36,17 @@ def secret_key(session: Session) -> str:
             session.add(AppSecret(name=SECRET_NAME, value=secrets.token_urlsafe(48)))
     except IntegrityError:  # another process made it first
         pass
+    except OperationalError:
+        # SQLite: another process made it after this session began reading, and a transaction
+        # reading an older state may not write ("database is locked"): read it as of now
+        bind = session.get_bind()
+        if bind.dialect.name != "sqlite":
+            raise
+        with session_scope(bind.engine.url.render_as_string(hide_password=False)) as fresh:
+            made = fresh.get(AppSecret, SECRET_NAME)
+            if made is None:
+                raise
+            return made.value
     return session.get(AppSecret, SECRET_NAME).value  # type: ignore[union-attr]
 
 

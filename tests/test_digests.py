@@ -732,3 +732,20 @@ def test_a_read_only_database_serves_reads_and_answers_503_to_writes(tagged_db, 
         assert "Traceback" not in answer.text
         assert "sqlite3" not in answer.text and "psycopg" not in answer.text
     assert sink.messages == []
+
+
+def test_a_signing_key_another_process_made_meanwhile_is_the_one_used(db_url, monkeypatch):
+    """Two `digest send` runs started together on a database with no key yet: the second
+    finds none while the first makes it. It used to fail ('database is locked' on SQLite, its
+    read transaction too old to write) and now takes the first one's key."""
+    from db.models import AppSecret
+
+    monkeypatch.delenv("IMMUNOFEED_SECRET_KEY", raising=False)
+    with session_scope(db_url) as late:
+        assert late.get(AppSecret, "signing-key") is None  # its read transaction is open
+        with session_scope(db_url) as first:
+            made = secret_key(first)
+        assert secret_key(late) == made
+    with session_scope(db_url) as later:
+        assert secret_key(later) == made
+        assert later.scalar(select(sa.func.count()).select_from(AppSecret)) == 1
