@@ -97,13 +97,12 @@ def upsert_article(session: Session, data: ArticleData,
     if concept_ids is None:
         concept_ids = concept_ids_by_slug(session, data.mentions)
     fields = _content_fields(data)
+    new_mentions = {concept_ids[s]: n for s, n in data.mentions.items() if s in concept_ids}
 
     article = find_work(session, data)
     if article is None:
         article = Article(canonical_url=data.canonical_url, source_id=source_id,
-                          extra=dict(data.extra), **fields,
-                          tag_terms=tag_terms(concept_ids[slug] for slug in data.mentions
-                                              if slug in concept_ids))
+                          extra=dict(data.extra), **fields, tag_terms=tag_terms(new_mentions))
         try:
             with session.begin_nested():
                 session.add(article)
@@ -113,7 +112,7 @@ def upsert_article(session: Session, data: ArticleData,
             if article is None:
                 raise
         else:
-            _set_mentions(session, article, data.mentions, concept_ids, new=True)
+            _set_mentions(session, article, new_mentions, {})
             return "new", article.id
 
     extra = _merged_extra(article, data)
@@ -128,7 +127,6 @@ def upsert_article(session: Session, data: ArticleData,
             )
         )
     }
-    new_mentions = {concept_ids[s]: n for s, n in data.mentions.items() if s in concept_ids}
     if not changed and old_mentions == new_mentions:
         return "unchanged", article.id
     for name, value in fields.items():
@@ -137,7 +135,7 @@ def upsert_article(session: Session, data: ArticleData,
     article.fetched_at = utcnow()
     if source_id is not None:
         article.source_id = source_id
-    _set_mentions(session, article, data.mentions, concept_ids)
+    _set_mentions(session, article, new_mentions, old_mentions)
     return "updated", article.id
 
 
@@ -146,19 +144,15 @@ def tag_terms(concept_ids: Iterable[int]) -> str:
     return " ".join(f"c{cid}" for cid in sorted(set(concept_ids)))
 
 
-def _set_mentions(session: Session, article: Article, mentions: Mapping[str, int],
-                  concept_ids: Mapping[str, int], new: bool = False) -> None:
-    """Give ARTICLE these tags, writing only what changes; its tag_terms first, so that the
-    triggers keeping them for other writers find nothing to do (on SQLite each of their
-    updates would index the article's text again)."""
-    wanted = {concept_ids[slug]: count for slug, count in mentions.items() if slug in concept_ids}
+def _set_mentions(session: Session, article: Article, wanted: Mapping[int, int],
+                  old: Mapping[int, int]) -> None:
+    """Give ARTICLE the tags WANTED (concept id -> mentions) in place of OLD, writing only what
+    changes; its tag_terms first, so that the triggers keeping them for other writers find
+    nothing to do (on SQLite each of their updates would index the article's text again)."""
     terms = tag_terms(wanted)
     if article.tag_terms != terms:
         article.tag_terms = terms
         session.flush()
-    old = {} if new else dict(session.execute(
-        select(ArticleConcept.concept_id, ArticleConcept.mentions)
-        .where(ArticleConcept.article_id == article.id)).all())
     gone = [cid for cid in old if cid not in wanted]
     if gone:
         session.execute(delete(ArticleConcept).where(ArticleConcept.article_id == article.id,
@@ -211,7 +205,7 @@ def update_tags(session: Session, article: Article, tags: TagUpdate,
         setattr(article, name, value)
     article.extra = extra
     if old_mentions != new_mentions:
-        _set_mentions(session, article, tags.mentions, concept_ids)
+        _set_mentions(session, article, new_mentions, old_mentions)
     return True
 
 

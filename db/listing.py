@@ -10,8 +10,10 @@ The index follows the database through the `article_changes` log that triggers k
 0007): before each use, one indexed read of the log's last sequence number says whether anything
 changed; if so, only the articles named since are read again. A change to the concepts, a log
 pruned past what this process has read, or a backlog larger than a quarter of the articles
-rebuilds it whole. SQLite only for now (PostgreSQL searches through SQL): with one writer at a
-time, log entries become visible in sequence order, so nothing is ever skipped.
+rebuilds it whole. On SQLite, with one writer at a time, log entries become visible in sequence
+order, so the last sequence number read is the index's position; on PostgreSQL concurrent
+writers' entries appear out of order, so the position is a snapshot, and what it did not see
+is read next time.
 """
 
 from __future__ import annotations
@@ -98,13 +100,13 @@ class ConceptRow:
 
 @dataclass(frozen=True)
 class ConceptTable:
-    ids: np.ndarray  # every concept id
     chains: dict[int, list[int]]  # id -> itself and its ancestors
     rows: dict[int, ConceptRow]
 
     @property
     def size(self) -> int:
-        return int(self.ids.max()) + 1 if len(self.ids) else 1
+        """One more than the largest concept id: the length of an array indexed by id."""
+        return max(self.rows, default=0) + 1
 
     def with_descendants(self, slug: str) -> set[int]:
         """As db.concepts.with_descendants, from the table in memory."""
@@ -116,8 +118,7 @@ def _read_concepts(connection: sa.Connection) -> ConceptTable:
     rows = [ConceptRow(*row) for row in connection.exec_driver_sql(
         "SELECT id, label, slug, name, parent_slug FROM concepts")]
     chains = _concepts.ancestor_chains((row.id, row.slug, row.parent_slug) for row in rows)
-    return ConceptTable(np.array(sorted(chains), dtype=np.int64), chains,
-                        {row.id: row for row in rows})
+    return ConceptTable(chains, {row.id: row for row in rows})
 
 
 _ARTICLE_COLUMNS = {
@@ -410,11 +411,6 @@ def tags_of(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
     table = np.zeros(max(size, int(columns.tag_concepts.max(initial=0)) + 1), dtype=bool)
     table[wanted] = True
     return table[columns.tag_concepts]
-
-
-def count_by(values: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
-    """How many of the articles in MASK have each value 0..SIZE-1 of VALUES (one per article)."""
-    return np.bincount(values[mask], minlength=size)
 
 
 def members(columns: Columns, ids: np.ndarray) -> np.ndarray:

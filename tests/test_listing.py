@@ -207,7 +207,7 @@ def test_the_index_follows_what_other_processes_write(tmp_path):
         reader.close()
 
 
-def test_a_pruned_log_or_a_large_backlog_rebuilds_the_index(tmp_path):
+def test_a_log_pruned_past_the_index_rebuilds_it(tmp_path):
     url = _db(tmp_path)
     _fill(url, 30)
     reader = new_session(url)
