@@ -37,15 +37,18 @@ def secret_key(session: Session) -> str:
     except IntegrityError:  # another process made it first
         pass
     except OperationalError:
-        # SQLite: another process made it after this session began reading, and a transaction
-        # reading an older state may not write ("database is locked"): read it as of now
+        # SQLite: a transaction that has read may not start writing while another process
+        # writes, nor once another has written since it began ("database is locked"): make the
+        # key, or read the one just made, in a transaction of its own that waits for the lock
         bind = session.get_bind()
         if bind.dialect.name != "sqlite":
             raise
-        with session_scope(bind.engine.url.render_as_string(hide_password=False)) as fresh:
+        url = bind.engine.url.render_as_string(hide_password=False)
+        with session_scope(url, writer=True) as fresh:
             made = fresh.get(AppSecret, SECRET_NAME)
             if made is None:
-                raise
+                made = AppSecret(name=SECRET_NAME, value=secrets.token_urlsafe(48))
+                fresh.add(made)
             return made.value
     return session.get(AppSecret, SECRET_NAME).value  # type: ignore[union-attr]
 

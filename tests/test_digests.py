@@ -749,3 +749,38 @@ def test_a_signing_key_another_process_made_meanwhile_is_the_one_used(db_url, mo
     with session_scope(db_url) as later:
         assert secret_key(later) == made
         assert later.scalar(select(sa.func.count()).select_from(AppSecret)) == 1
+
+
+def test_a_signing_key_is_made_beside_a_crawl_writing(db_url, monkeypatch):
+    """The first `digest send` on a new database, while a crawl stores articles: its session
+    read (no key) before the crawl's last commit. It used to fail ('database is locked' on
+    SQLite: a stale read transaction may not write) and now makes the key all the same."""
+    import threading
+
+    from db.models import AppSecret
+
+    monkeypatch.delenv("IMMUNOFEED_SECRET_KEY", raising=False)
+    with session_scope(db_url) as late:
+        assert late.get(AppSecret, "signing-key") is None  # its read transaction is open
+        with session_scope(db_url, writer=True) as crawl:
+            crawl.add(AppSecret(name="written-by-a-crawl", value="x"))
+        holding = threading.Event()
+        release = threading.Event()
+
+        def crawl_still_writing() -> None:  # holds the write lock a moment longer
+            with session_scope(db_url, writer=True) as crawl:
+                crawl.add(AppSecret(name="written-later", value="y"))
+                crawl.flush()
+                holding.set()
+                release.wait(5)
+
+        writer = threading.Thread(target=crawl_still_writing)
+        writer.start()
+        assert holding.wait(5)
+        threading.Timer(0.3, release.set).start()
+        made = secret_key(late)
+        writer.join(5)
+    with session_scope(db_url) as later:
+        assert later.get(AppSecret, "signing-key").value == made
+        assert {s.name for s in later.scalars(select(AppSecret))} == {
+            "signing-key", "written-by-a-crawl", "written-later"}
