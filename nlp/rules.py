@@ -11,7 +11,8 @@ They run on the entity rulers' matches (nlp/pipeline.py), in this order:
 5. Cancer spans follow the annotated corpora's convention: coordinated sites are one mention
    ("colorectal, endometrial and ovarian cancers"), and inheritance or behaviour words belong to
    it ("hereditary breast cancer", "malignant melanoma"), while settings stay outside
-   ("metastatic breast cancer" is breast cancer; the setting is an article label).
+   ("metastatic breast cancer" is breast cancer; the setting is an attribute of the mention,
+   nlp/attributes.py, and an article label).
 6. A neoplasm noun after an organ adjective the vocabulary lacks ("ampullary carcinoma") makes a
    mention of the noun's own concept, the nearest parent.
 """

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from spacy.tokens import Doc
 
+from nlp.attributes import cancer_attributes
 from nlp.doctext import text_of
 from nlp.pipeline import get_pipeline
 from nlp.summarize import Sentence, split_sentences, summarize
@@ -27,6 +28,8 @@ class Entity:
     # the other concepts of a coordinated mention: "breast and ovarian cancer" is ovarian cancer,
     # also breast cancer
     also: tuple[str, ...] = ()
+    # what the words around a cancer mention say of it: setting, stage, biomarker status
+    attributes: dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -35,6 +38,8 @@ class Entity:
         }
         if self.also:
             data["also"] = list(self.also)
+        if self.attributes:
+            data["attributes"] = self.attributes
         return data
 
 
@@ -53,9 +58,13 @@ class Annotation:
 def _entities(doc: Doc, offset: int = 0) -> list[Entity]:
     concepts = by_slug()
     also = doc._.also or {}
+    text = text_of(doc)
+    targets = {ent.text: ent.ent_id_ for ent in doc.ents if ent.label_ == "TARGET"}
     found = []
     for ent in doc.ents:
         concept = concepts[ent.ent_id_]
+        attributes = (cancer_attributes(text, ent.start_char, ent.end_char, targets)
+                      if ent.label_ == "CANCER" else {})
         found.append(
             Entity(
                 start=ent.start_char + offset,
@@ -66,6 +75,7 @@ def _entities(doc: Doc, offset: int = 0) -> list[Entity]:
                 name=concept.name,
                 xrefs=dict(concept.xrefs),
                 also=also.get((ent.start, ent.end), ()),
+                attributes=attributes,
             )
         )
     return found

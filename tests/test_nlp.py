@@ -302,3 +302,49 @@ def test_no_form_names_two_concepts():
             owners.setdefault((key, pattern["id"].endswith("|es")), set()).add(concept.slug)
     shared = {form: slugs for form, slugs in owners.items() if len(slugs) > 1}
     assert shared == {}
+
+
+def _attributes(text):
+    return [(e.text, e.attributes) for e in annotate(text).entities if e.label == "CANCER"]
+
+
+@pytest.mark.parametrize("text, mention, attributes", [
+    ("A T-cell therapy cleared metastatic HER2-negative breast cancer.", "breast cancer",
+     {"setting": ["metastatic"], "status": {"her2": "negative"}}),
+    ("Patients with stage II and III colorectal cancer were followed.", "colorectal cancer",
+     {"stage": ["II", "III"]}),
+    ("In estrogen receptor-positive breast carcinomas the rate fell.", "breast carcinomas",
+     {"status": {"estrogen-receptor": "positive"}}),
+    ("Women with HR+/HER2- breast cancer enrolled.", "breast cancer",
+     {"status": {"hormone-receptor": "positive", "her2": "negative"}}),
+    ("Teclistamab in relapsed or refractory multiple myeloma.", "multiple myeloma",
+     {"setting": ["relapsed", "refractory"]}),
+    ("Osimertinib after chemoradiation for stage IIIB, EGFR-mutant NSCLC.", "NSCLC",
+     {"stage": ["IIIB"], "status": {"egfr": "mutated"}}),
+    ("Pembrolizumab in MSI-H colorectal cancer.", "colorectal cancer",
+     {"status": {"msi": "high"}}),
+    ("Enfortumab in PD-L1-positive, locally advanced urothelial carcinoma.",
+     "urothelial carcinoma",
+     {"setting": ["locally-advanced"], "status": {"pd-l1": "positive"}}),
+    ("Una paciente con cáncer de mama metastásico HER2 negativo se curó.", "cáncer de mama",
+     {"setting": ["metastatic"], "status": {"her2": "negative"}}),
+    ("Inmunoterapia en cáncer de pulmón avanzado en estadio IV.", "cáncer de pulmón",
+     {"setting": ["advanced"], "stage": ["IV"]}),
+])
+def test_a_cancer_mention_carries_its_setting_stage_and_biomarker_status(text, mention,
+                                                                          attributes):
+    """The span and the concept stay the cancer type's; the words around it are attributes."""
+    assert (mention, attributes) in _attributes(text)
+
+
+def test_words_that_are_not_modifiers_give_no_attributes():
+    found = _attributes("Patients with melanoma and breast cancer. Early and late breast "
+                        "cancer differ. The stage was set for melanoma trials.")
+    assert found == [("melanoma", {}), ("breast cancer", {}), ("breast cancer", {}),
+                     ("melanoma", {})]
+    assert "attributes" not in annotate("Melanoma.").entities[0].as_dict()
+    tagged = annotate("Metastatic HER2-negative breast cancer.").entities
+    cancer = next(e for e in tagged if e.label == "CANCER")
+    assert (cancer.text, cancer.concept) == ("breast cancer", "breast-cancer")
+    assert cancer.as_dict()["attributes"] == {"setting": ["metastatic"],
+                                              "status": {"her2": "negative"}}

@@ -19,12 +19,15 @@ def test_one_output_line_per_input_line_in_order():
     for record, source in zip(out, lines, strict=True):
         assert set(record) == {"id", "entities", "summary"}
         for e in record["entities"]:
-            assert set(e) == {"start", "end", "text", "label", "concept", "name", "xrefs"}
+            keys = {"start", "end", "text", "label", "concept", "name", "xrefs"}
+            assert keys <= set(e) <= keys | {"also", "attributes"}
             assert source["text"][e["start"]:e["end"]] == e["text"]
             assert e["label"] in {"THERAPY", "CANCER", "TARGET"}
     assert [e["concept"] for e in out[0]["entities"]] == [
         "nivolumab", "ipilimumab", "msi-h", "colorectal-cancer"]
     assert out[0]["entities"][3]["xrefs"] == {"mesh": "D015179"}
+    assert out[0]["entities"][3]["attributes"] == {"status": {"msi": "high"}}
+    assert "attributes" not in out[2]["entities"][2]  # multiple myeloma: nothing said of it
     assert out[1]["entities"] == []
     assert out[2]["summary"] == lines[2]["text"]
 
