@@ -7,6 +7,8 @@ from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from db.articles import ArticleData, upsert_article
 from db.session import session_scope
@@ -286,3 +288,35 @@ def test_json_feed_items_carry_escaped_html(db_url):
     assert item["content_html"].startswith("<p>Nivolumab &lt;b&gt;works&lt;/b&gt; &amp; more</p>")
     assert "<b>" not in item["content_html"]
     assert 'href="http://127.0.0.1/one"' in item["content_html"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(args=st.dictionaries(
+    st.sampled_from(["q", "therapy", "cancer", "kind", "sort", "page", "from", "source"]),
+    st.one_of(st.none(), st.text(max_size=12), st.integers(0, 99),
+              st.lists(st.one_of(st.none(), st.text(max_size=8)), max_size=3))),
+    slug=st.text(max_size=12), article_id=st.integers(0, 2**31 - 1))
+def test_page_links_are_the_urls_url_for_builds(args, slug, article_id):
+    """webapp/links.py builds a page's many links without url_for's routing work: the same
+    URLs, quoting and all, for any parameters a search can carry."""
+    from flask import url_for
+
+    from webapp.links import article_url, concept_url, search_url
+
+    app = _link_app()
+    with app.test_request_context("/", base_url="http://example.org/prefix"):
+        assert search_url(args) == url_for("site.search", **args)
+        assert search_url(**args) == url_for("site.search", **args)
+        for kind in ("therapy", "cancer", "target"):
+            assert concept_url(kind, slug) == url_for("site.concept", kind=kind, slug=slug)
+        assert article_url(article_id) == url_for("site.article", article_id=article_id)
+
+
+_LINK_APP = []
+
+
+def _link_app():
+    if not _LINK_APP:
+        from webapp import create_app
+        _LINK_APP.append(create_app({"TESTING": True, "DATABASE_URL": "sqlite://"}))
+    return _LINK_APP[0]
