@@ -115,9 +115,16 @@ def ancestor_chains(concepts: Iterable[tuple[int, str, str | None]]) -> dict[int
 
 def lineage(session: Session, concept: Concept) -> list[Concept]:
     """CONCEPT's parents, from the top of the hierarchy down to its own parent."""
-    concepts = {c.id: c for c in session.scalars(select(Concept))}
-    chain = ancestor_chains((c.id, c.slug, c.parent_slug) for c in concepts.values())[concept.id]
-    return [concepts[cid] for cid in reversed(chain[1:])]
+    chain: list[Concept] = []
+    seen, parent = {concept.id}, concept.parent_slug
+    while parent:  # a parent that is missing, or met again, ends it (as ancestor_chains)
+        found = session.scalar(select(Concept).where(Concept.slug == parent))
+        if found is None or found.id in seen:
+            break
+        chain.append(found)
+        seen.add(found.id)
+        parent = found.parent_slug
+    return chain[::-1]
 
 
 def children_of(session: Session, slug: str) -> list[Concept]:

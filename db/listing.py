@@ -74,6 +74,10 @@ class Columns:
     by_date: np.ndarray = field(init=False, repr=False)
     year: np.ndarray = field(init=False, repr=False)  # of the date, e.g. 2026
     month: np.ndarray = field(init=False, repr=False)  # of the date, months since 1970-01
+    # one more than the largest concept id tagged, and the masks of recent concept sets (a
+    # concept page asks for the same one three times)
+    concept_bound: int = field(init=False, repr=False)
+    masks: dict[frozenset[int], np.ndarray] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         month = self.date.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)
@@ -81,6 +85,7 @@ class Columns:
             # dated articles by date, then undated ones, each by id descending (as SQL lists)
             "by_date": np.lexsort((-self.ids, -self.published, self.published == 0)),
             "month": month, "year": month // 12 + 1970,
+            "concept_bound": int(self.tag_concepts.max(initial=0)) + 1, "masks": {},
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -397,18 +402,27 @@ def forget_all() -> None:
         _listings.clear()
 
 
+MASKS_KEPT = 16  # concept sets whose masks each state of the index keeps
+
+
 def concept_mask(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
-    """Which articles are tagged with any of CONCEPT_IDS."""
-    mask = np.zeros(len(columns), dtype=bool)
-    mask[columns.tag_pos[tags_of(columns, concept_ids)]] = True
+    """Which articles are tagged with any of CONCEPT_IDS (read only: the array is shared)."""
+    key = frozenset(int(c) for c in concept_ids)
+    mask = columns.masks.get(key)
+    if mask is None:
+        mask = np.zeros(len(columns), dtype=bool)
+        mask[columns.tag_pos[tags_of(columns, key)]] = True
+        mask.flags.writeable = False
+        if len(columns.masks) >= MASKS_KEPT:
+            columns.masks.pop(next(iter(columns.masks)), None)
+        columns.masks[key] = mask
     return mask
 
 
 def tags_of(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
     """Which (article, concept) tags are of one of CONCEPT_IDS: a table lookup per tag."""
     wanted = [int(c) for c in concept_ids]
-    size = max(wanted, default=0) + 1
-    table = np.zeros(max(size, int(columns.tag_concepts.max(initial=0)) + 1), dtype=bool)
+    table = np.zeros(max(max(wanted, default=0) + 1, columns.concept_bound), dtype=bool)
     table[wanted] = True
     return table[columns.tag_concepts]
 

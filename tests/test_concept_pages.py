@@ -179,3 +179,24 @@ def test_article_page_marks_tags_links_out_and_lists_related(tagged_db, concept_
     assert titles[0] == "Pembrolizumab in NSCLC"  # shares both tags
     assert "Off-topic item naming pembrolizumab" not in titles and "Pembrolizumab paper" not in \
         titles
+
+
+def test_lineage_runs_from_the_top_down_and_ends_at_a_missing_or_repeated_parent(db_url):
+    from sqlalchemy import select
+
+    from db.concepts import get_concept, lineage
+    from db.models import Concept
+
+    with session_scope(db_url) as session:
+        assert [c.slug for c in lineage(session, get_concept(session, "pembrolizumab"))] == [
+            "immunotherapy", "immune-checkpoint-inhibitor", "pd-1-inhibitor"]
+        assert lineage(session, get_concept(session, "immunotherapy")) == []
+        session.add_all([
+            Concept(label="CANCER", slug="loop-a", name="a", parent_slug="loop-b"),
+            Concept(label="CANCER", slug="loop-b", name="b", parent_slug="loop-a"),
+            Concept(label="CANCER", slug="orphan", name="o", parent_slug="not-stored"),
+        ])
+        session.flush()
+        by_slug = {c.slug: c for c in session.scalars(select(Concept))}
+        assert [c.slug for c in lineage(session, by_slug["loop-a"])] == ["loop-b"]
+        assert lineage(session, by_slug["orphan"]) == []
