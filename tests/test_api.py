@@ -134,6 +134,26 @@ def test_digits_int_cannot_read_are_a_400_not_a_500(tagged_db, value):
         assert response.status_code in (200, 400), (path, value, response.status_code)
 
 
+def test_a_nul_character_anywhere_is_a_400_not_a_500(tagged_db):
+    """PostgreSQL refuses U+0000 in text, so ?source=%00 was a 500 there (found by the OpenAPI
+    fuzz test); on every backend a NUL in a parameter, form field or path is a bad request."""
+    client = app_client(tagged_db)
+    env = {"REMOTE_ADDR": "10.9.9.8"}
+    for path in ("/api/v1/articles?source=%00", "/api/v1/articles?q=a%00b",
+                 "/api/v1/concepts/mel%00anoma", "/search?source=%00", "/search?q=%00",
+                 "/search?cancer=melanoma&x%00=1", "/therapy/%00", "/feed.json?q=%00",
+                 "/feed.atom?therapy=%00"):
+        response = client.get(path, environ_base=env)
+        assert response.status_code == 400, (path, response.status_code)
+        assert "NUL character" in response.get_data(as_text=True), path
+        if path.startswith("/api/"):
+            assert response.get_json()["error"]["status"] == 400
+    form = client.post("/subscribe", data={"email": "a\x00@example.org", "topics": "melanoma"},
+                       environ_base=env)
+    assert form.status_code == 400
+    assert client.get("/search?q=melanoma", environ_base=env).status_code == 200
+
+
 def test_any_parameters_answer_200_or_400_never_500(tagged_db):
     from urllib.parse import urlencode
 

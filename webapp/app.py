@@ -92,6 +92,17 @@ def db_session() -> Session:
 
 
 def _register_errors(app: Flask) -> None:
+    @app.before_request
+    def _no_nul_characters() -> None:
+        # no database stores U+0000 in text (PostgreSQL refuses it outright): a parameter or
+        # path carrying one names nothing, and is answered as a bad request
+        from flask import abort, request
+
+        if "\x00" in request.path or any(
+                "\x00" in text for key, values in request.values.lists()
+                for text in (key, *values)):
+            abort(400, description="A parameter or the address holds a NUL character (%00).")
+
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):  # type: ignore[no-untyped-def]
         from webapp.api import error_response, is_api_request
