@@ -92,7 +92,13 @@ def upsert_article(session: Session, data: ArticleData,
     changed, or leave it as it is."""
     source_id = None
     if data.source_name:
-        source_id = session.scalar(select(Source.id).where(Source.name == data.source_name))
+        # a stored source is looked up once per session (a crawl's batch stores many from one)
+        known: dict[str, int] = session.info.setdefault("source_ids", {})
+        source_id = known.get(data.source_name)
+        if source_id is None:
+            source_id = session.scalar(select(Source.id).where(Source.name == data.source_name))
+            if source_id is not None:
+                known[data.source_name] = source_id
     # CONCEPT_IDS (slug -> id) may be given by a caller storing many articles
     if concept_ids is None:
         concept_ids = concept_ids_by_slug(session, data.mentions)
@@ -103,6 +109,13 @@ def upsert_article(session: Session, data: ArticleData,
     if article is None:
         article = Article(canonical_url=data.canonical_url, source_id=source_id,
                           extra=dict(data.extra), **fields, tag_terms=tag_terms(new_mentions))
+        if session.get_bind().dialect.name == "sqlite":
+            # nobody else can store it meanwhile: a transaction that has read cannot write
+            # after another's commit on SQLite ("database is locked"), so no savepoint is needed
+            session.add(article)
+            session.flush()
+            _set_mentions(session, article, new_mentions, {})
+            return "new", article.id
         try:
             with session.begin_nested():
                 session.add(article)
@@ -165,7 +178,7 @@ def _set_mentions(session: Session, article: Article, wanted: Mapping[int, int],
     added = [{"article_id": article.id, "concept_id": cid, "mentions": count}
              for cid, count in wanted.items() if cid not in old]
     if added:
-        session.execute(insert(ArticleConcept), added)
+        session.execute(insert(ArticleConcept.__table__), added)
 
 
 @dataclass(frozen=True)

@@ -76,12 +76,12 @@ def assign_story(session: Session, article: Article, signature: Sequence[int],
     article.story_id = best
     stored = None if new else session.get(ArticleSignature, article.id)
     if stored is None:
-        session.execute(insert(ArticleSignature),
+        session.execute(insert(ArticleSignature.__table__),
                         [{"article_id": article.id, "signature": _pack(signature)}])
     else:
         stored.signature = _pack(signature)
     # one executemany, not 32 ORM objects: this runs once per stored article
-    session.execute(insert(ArticleBand),
+    session.execute(insert(ArticleBand.__table__),
                     [{"band": b, "key": k, "article_id": article.id} for b, k in keys])
     session.flush()
     return best
