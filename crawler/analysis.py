@@ -59,6 +59,12 @@ def minhash(title: str, body: str) -> list[int]:
     return signature(title, body)
 
 
+def analyse(title: str, body: str, with_signature: bool) -> tuple[Tags, list[int] | None]:
+    """An item's tags and, WITH_SIGNATURE, its MinHash signature: one trip to a worker (each
+    trip costs the crawler's own process about a millisecond, and its pace is the crawl's)."""
+    return tag_text(title, body), minhash(title, body) if with_signature else None
+
+
 def extract(html: str, url: str) -> Extracted | None:
     from crawler.extract import extract_article
 

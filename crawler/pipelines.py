@@ -1,4 +1,4 @@
-"""Item pipelines, in order: normalize -> dedupe -> tag -> store."""
+"""Item pipelines, in order: normalize -> analyse (tags, and a signature to dedupe by) -> store."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from sqlalchemy.orm import Session
 
-from crawler.analysis import minhash, pool_for, tag_text
+from crawler.analysis import analyse, pool_for
 from crawler.dbwait import UNAVAILABLE, DatabaseGone, describe, retry_seconds, until_available
 from crawler.items import ArticleItem
 from crawler.urls import canonical_url
@@ -59,21 +59,14 @@ class _PoolPipeline:
         return cls(crawler)
 
 
-class DedupePipeline(_PoolPipeline):
-    """A MinHash signature of each news article, so the store can group the same story carried
-    by several sources. Papers and trials are one record per work by their identifiers."""
+class AnalysisPipeline(_PoolPipeline):
+    """Entities, summary and labels from nlp, the language guessed when the page did not say,
+    and for news a MinHash signature, so the store can group the same story carried by
+    several sources (papers and trials are one record per work by their identifiers)."""
 
     async def process_item(self, item: ArticleItem) -> ArticleItem:
-        if item.kind == "news":
-            item.signature = await self.pool.run(minhash, item.title, item.body)
-        return item
-
-
-class TagPipeline(_PoolPipeline):
-    """Entities and summary from nlp, the language guessed when the page did not say."""
-
-    async def process_item(self, item: ArticleItem) -> ArticleItem:
-        tags = await self.pool.run(tag_text, item.title, item.body)
+        tags, item.signature = await self.pool.run(analyse, item.title, item.body,
+                                                   item.kind == "news")
         item.summary = tags.summary
         item.mentions = tags.mentions
         item.relevance = tags.relevance

@@ -47,8 +47,7 @@ RETRY_AFTER_TIMES = 2
 
 ITEM_PIPELINES = {
     "crawler.pipelines.NormalizePipeline": 100,
-    "crawler.pipelines.DedupePipeline": 200,
-    "crawler.pipelines.TagPipeline": 300,
+    "crawler.pipelines.AnalysisPipeline": 300,
     "crawler.pipelines.StorePipeline": 800,
 }
 
