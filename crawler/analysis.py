@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from crawler.extract import Extracted
+    from crawler.items import Analysed
 
 # spaCy, trafilatura and datasketch are imported inside the functions below, which run in the
 # worker processes: the crawler's own process then starts without loading them.
@@ -69,6 +70,31 @@ def extract(html: str, url: str) -> Extracted | None:
     from crawler.extract import extract_article
 
     return extract_article(html, url)
+
+
+def clean_title(title: str) -> str:
+    return " ".join(title.split())
+
+
+def clean_body(text: str) -> str:
+    """Paragraphs of TEXT with their whitespace made single, one blank line between them."""
+    paragraphs = (" ".join(p.split()) for p in text.replace("\r", "").split("\n"))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def extract_and_analyse(html: str, url: str, title: str, feed_body: str, kind: str
+                        ) -> tuple[Extracted | None, Analysed]:
+    """A feed entry's page extracted and its text analysed in one trip to a worker: the body
+    is the page's text, or the feed's when that is longer, as the spider chooses it; title and
+    body cleaned as the normalising pipeline cleans them."""
+    from crawler.items import Analysed
+
+    extracted = extract(html, url)
+    body = extracted.text if extracted is not None and len(extracted.text) >= len(
+        feed_body) else feed_body
+    title, body = clean_title(title), clean_body(body)
+    tags, signature = analyse(title, body, kind == "news")
+    return extracted, Analysed(title, body, tags, signature)
 
 
 def _warm_up() -> None:

@@ -29,3 +29,14 @@ class ArticleItem:
     topical: bool = False  # from a source whose every item is on topic
     relevance: float = 1.0
     filtered: bool = False
+    # what a worker found for the title and body it analysed along with the page's extraction
+    # (crawler.analysis.extract_and_analyse); used when the item still has that text
+    analysed: Analysed | None = None
+
+
+@dataclass(frozen=True)
+class Analysed:
+    title: str
+    body: str
+    tags: Any  # crawler.analysis.Tags
+    signature: list[int] | None

@@ -11,7 +11,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from sqlalchemy.orm import Session
 
-from crawler.analysis import analyse, pool_for
+from crawler.analysis import analyse, clean_body, clean_title, pool_for
 from crawler.dbwait import UNAVAILABLE, DatabaseGone, describe, retry_seconds, until_available
 from crawler.items import ArticleItem
 from crawler.urls import canonical_url
@@ -29,21 +29,16 @@ from nlp.vocabulary import Concept, vocabulary
 logger = logging.getLogger(__name__)
 
 
-def _paragraphs(text: str) -> str:
-    paragraphs = (" ".join(p.split()) for p in text.replace("\r", "").split("\n"))
-    return "\n\n".join(p for p in paragraphs if p)
-
-
 class NormalizePipeline:
     """Canonical URL and clean whitespace; an item without a title goes no further."""
 
     def process_item(self, item: ArticleItem) -> ArticleItem:
-        item.title = " ".join(item.title.split())
+        item.title = clean_title(item.title)
         if not item.title:
             raise DropItem(f"no title: {item.url}")
         if not item.url.lower().startswith(("http://", "https://")):
             raise DropItem(f"not a web address: {item.url[:200]}")
-        item.body = _paragraphs(item.body)
+        item.body = clean_body(item.body)
         item.canonical_url = canonical_url(item.canonical_url or item.url)
         return item
 
@@ -65,8 +60,13 @@ class AnalysisPipeline(_PoolPipeline):
     several sources (papers and trials are one record per work by their identifiers)."""
 
     async def process_item(self, item: ArticleItem) -> ArticleItem:
-        tags, item.signature = await self.pool.run(analyse, item.title, item.body,
-                                                   item.kind == "news")
+        done = item.analysed
+        if done is not None and (done.title, done.body) == (item.title, item.body):
+            tags, item.signature = done.tags, done.signature  # with the page's extraction
+        else:
+            tags, item.signature = await self.pool.run(analyse, item.title, item.body,
+                                                       item.kind == "news")
+        item.analysed = None
         item.summary = tags.summary
         item.mentions = tags.mentions
         item.relevance = tags.relevance

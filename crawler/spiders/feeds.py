@@ -12,7 +12,7 @@ import scrapy
 from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
-from crawler.analysis import extract, pool_for
+from crawler.analysis import extract_and_analyse, pool_for
 from crawler.extract import html_to_text
 from crawler.items import ArticleItem
 from crawler.sources import SourceConfig
@@ -135,7 +135,11 @@ class FeedSpider(SourceSpider):
                             ) -> AsyncIterator[ArticleItem]:
         extracted = None
         if isinstance(response, TextResponse):
-            extracted = await pool_for(self.settings).run(extract, response.text, response.url)
+            # the text is tagged in the same trip to a worker (the pipelines use that when
+            # the item still has the text analysed)
+            extracted, from_feed.analysed = await pool_for(self.settings).run(
+                extract_and_analyse, response.text, response.url, from_feed.title,
+                from_feed.body, from_feed.kind)
         if extracted is None:
             self.logger.info("article %s: no article text found; using the feed's", response.url)
             yield from_feed
