@@ -151,6 +151,9 @@ def test_a_nul_character_anywhere_is_a_400_not_a_500(tagged_db):
     form = client.post("/subscribe", data={"email": "a\x00@example.org", "topics": "melanoma"},
                        environ_base=env)
     assert form.status_code == 400
+    body = client.post("/api/v1/subscriptions", environ_base=env,
+                       json={"email": "a@example.org", "topics": ["melanoma\x00"]})
+    assert body.status_code == 400 and "NUL character" in body.get_json()["error"]["message"]
     assert client.get("/search?q=melanoma", environ_base=env).status_code == 200
 
 

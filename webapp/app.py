@@ -3,6 +3,7 @@ headers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask, g, render_template
@@ -98,9 +99,11 @@ def _register_errors(app: Flask) -> None:
         # path carrying one names nothing, and is answered as a bad request
         from flask import abort, request
 
-        if "\x00" in request.path or any(
-                "\x00" in text for key, values in request.values.lists()
-                for text in (key, *values)):
+        texts = [request.path, *(text for key, values in request.values.lists()
+                                 for text in (key, *values))]
+        if request.is_json:
+            texts.extend(_strings(request.get_json(silent=True)))
+        if any("\x00" in text for text in texts):
             abort(400, description="A parameter or the address holds a NUL character (%00).")
 
     @app.errorhandler(HTTPException)
@@ -113,6 +116,19 @@ def _register_errors(app: Flask) -> None:
 
     for kind in DATABASE_DOWN:
         app.register_error_handler(kind, lambda error: _database_down(app, error))
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed JSON body, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 # OperationalError: unreachable, locked, disk full, a read-only SQLite file; InternalError: a

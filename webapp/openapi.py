@@ -30,17 +30,20 @@ _ERRORS = {
     "503-mail": _json(_ref("Error"), "The database or the mail server is unreachable for now."),
 }
 
+# text of any kind but U+0000, which no parameter may hold (webapp/app.py answers 400)
+_TEXT: dict[str, Any] = {"type": "string", "pattern": "^[^\\x00]*$"}
+
 _SEARCH_PARAMETERS: list[dict[str, Any]] = [
-    {"name": "q", "in": "query", "schema": {"type": "string"},
+    {"name": "q", "in": "query", "schema": {**_TEXT},
      "description": 'Words, "phrases", OR, -word or NOT word, prefix*.'},
     *({"name": name, "in": "query", "style": "form", "explode": True,
-       "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+       "schema": {"type": "array", "items": {**_TEXT}, "maxItems": 10},
        "description": f"{name.capitalize()} concept slugs; a parent includes its children."}
       for name in ("therapy", "cancer", "target")),
     {"name": "kind", "in": "query", "style": "form", "explode": True,
      "schema": {"type": "array", "items": {"enum": list(KINDS)}, "maxItems": 10}},
     {"name": "source", "in": "query", "style": "form", "explode": True,
-     "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+     "schema": {"type": "array", "items": {**_TEXT}, "maxItems": 10},
      "description": "Source names."},
     {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"},
      "description": "Published on or after this day (YYYY-MM-DD, or a year)."},
@@ -50,7 +53,7 @@ _SEARCH_PARAMETERS: list[dict[str, Any]] = [
     {"name": "limit", "in": "query",
      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
                                          "default": DEFAULT_LIMIT}},
-    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+    {"name": "cursor", "in": "query", "schema": {**_TEXT},
      "description": "The next_cursor of the previous page."},
 ]
 
@@ -118,7 +121,7 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["email", "topics"], "properties": {
             "email": {"type": "string", "format": "email", "maxLength": 320},
             "topics": {"type": "array", "minItems": 1, "maxItems": 20, "items": {
-                "type": "string", "maxLength": 1000,
+                **_TEXT, "maxLength": 1000,
                 "description": "A concept slug (pembrolizumab), a concept page URL or a search "
                                "page URL (https://…/search?q=…&cancer=…)."}},
             "frequency": {"enum": ["daily", "weekly"], "default": "daily"}}},
@@ -143,7 +146,8 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "ImmunoFeed API", "version": "1",
                  "description": "Cancer-immunotherapy news and literature, tagged by therapy, "
-                                "cancer type and target."},
+                                "cancer type and target. No parameter may hold a NUL "
+                                "character (U+0000): such a request is answered 400."},
         "paths": {
             "/api/v1/articles": {"get": {
                 "summary": "Search articles", "operationId": "listArticles",
