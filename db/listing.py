@@ -33,8 +33,10 @@ from db.models import KINDS
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ID_CHUNK = 10_000  # ids per IN (...) when reading changed articles
-# a backlog of changes above this share of the articles is read as a whole new index
+# a backlog of changes above this share of the articles (and this many) is read as a whole
+# new index rather than merged
 REBUILD_SHARE = 0.25
+REBUILD_AT_LEAST = 1000
 
 
 def micros(moment: datetime) -> int:
@@ -312,7 +314,7 @@ class Listing:
         self.checked = time.monotonic()
         if (rebuild or changes is None or 0 in changes or self.columns is None
                 or self.concepts is None
-                or len(changes) > max(1000, REBUILD_SHARE * len(self.columns))):
+                or len(changes) > max(REBUILD_AT_LEAST, REBUILD_SHARE * len(self.columns))):
             concepts = _read_concepts(connection)
             self.columns, self.concepts = _build(_read(connection, concepts)), concepts
         elif changes:

@@ -239,6 +239,36 @@ def test_a_log_pruned_past_the_index_rebuilds_it(tmp_path):
         reader.close()
 
 
+def test_a_large_backlog_is_read_anew_and_a_small_one_merged(tmp_path, monkeypatch):
+    """Past a quarter of the articles changed, the index is built again rather than merged;
+    either way it gives what SQL gives."""
+    url = _db(tmp_path)
+    _fill(url, 40)
+    monkeypatch.setattr(listing, "REBUILD_AT_LEAST", 5)
+    builds = []
+    real_build = listing._build  # noqa: SLF001
+    monkeypatch.setattr(listing, "_build", lambda fresh: builds.append(1) or real_build(fresh))
+    reader = new_session(url)
+    rng = random.Random(11)
+    try:
+        _same(*_both(reader, "", ["cancer"], "date", per_page=100))
+        assert len(builds) == 1  # the first look builds it
+        for changed, rebuilt in ((3, False), (15, True)):  # 3 of 40 merged; 15 of 40 rebuilt
+            with session_scope(url) as s:
+                for article_id in s.scalars(select(Article.id).order_by(Article.id)
+                                            .limit(changed)):
+                    s.execute(update(Article).where(Article.id == article_id).values(
+                        title=" ".join(rng.choices(WORDS, k=3)),
+                        published_at=NOW - timedelta(days=rng.randint(0, 900))))
+            reader.rollback()
+            before = len(builds)
+            _same(*_both(reader, "", ["cancer"], "date", per_page=100))
+            _same(*_both(reader, "relapse", ["melanoma"], "relevance", per_page=100))
+            assert len(builds) == before + rebuilt, (changed, rebuilt)
+    finally:
+        reader.close()
+
+
 def test_a_broad_search_ranks_its_newest_matches_and_counts_them_all(tmp_path, monkeypatch):
     url = _db(tmp_path)
     _fill(url, 80)
