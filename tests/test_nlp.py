@@ -348,3 +348,31 @@ def test_words_that_are_not_modifiers_give_no_attributes():
     assert (cancer.text, cancer.concept) == ("breast cancer", "breast-cancer")
     assert cancer.as_dict()["attributes"] == {"setting": ["metastatic"],
                                               "status": {"her2": "negative"}}
+
+
+def test_attributes_of_any_words_around_a_mention_are_well_formed():
+    """Whatever surrounds a cancer name, reading its attributes gives only the three known
+    kinds, never an error."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from nlp.attributes import cancer_attributes
+
+    words = st.sampled_from(["metastatic", "HER2-negative", "stage", "IV", "and", "or", ",",
+                             "/", "HR+", "EGFR", "-mutant", "ER/PR-positive", "MSI-H", "y",
+                             "metastásico", "HER2", "negativo", "en estadio", "II", "x", " "])
+    around = st.lists(words | st.text(max_size=6), max_size=12).map(" ".join)
+
+    @settings(max_examples=300, deadline=None)
+    @given(before=around, after=around)
+    def check(before, after):
+        text = f"{before} breast cancer {after}"
+        start = len(before) + 1
+        found = cancer_attributes(text, start, start + len("breast cancer"), {"HER2": "her2"})
+        assert set(found) <= {"setting", "stage", "status"}
+        assert all(isinstance(v, str) for v in found.get("setting", []))
+        assert all(isinstance(v, str) for v in found.get("stage", []))
+        assert all(isinstance(k, str) and isinstance(v, str)
+                   for k, v in found.get("status", {}).items())
+
+    check()
