@@ -118,7 +118,7 @@ def lineage(session: Session, concept: Concept) -> list[Concept]:
     chain: list[Concept] = []
     seen, parent = {concept.id}, concept.parent_slug
     while parent:  # a parent that is missing, or met again, ends it (as ancestor_chains)
-        found = session.scalar(select(Concept).where(Concept.slug == parent))
+        found = get_concept(session, parent)
         if found is None or found.id in seen:
             break
         chain.append(found)
