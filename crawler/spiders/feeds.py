@@ -140,12 +140,12 @@ class FeedSpider(SourceSpider):
             extracted, from_feed.analysed = await pool_for(self.settings).run(
                 extract_and_analyse, response.text, response.url, from_feed.title,
                 from_feed.body, from_feed.kind)
+            # the worker chose the body: the page's text, or the feed's when that is longer
+            from_feed.body = from_feed.analysed.body
         if extracted is None:
             self.logger.info("article %s: no article text found; using the feed's", response.url)
             yield from_feed
             return
-        if len(extracted.text) >= len(from_feed.body):
-            from_feed.body = extracted.text
         from_feed.url = response.url
         if extracted.canonical_url:
             canonical = response.urljoin(extracted.canonical_url)
