@@ -118,6 +118,9 @@ class StorePipeline:
         self._outage: asyncio.Future[None] | None = None  # set while waiting for the database
         self._concept_ids: dict[str, int] = {}
         self._journals: list[str] = []
+        # id() of held items whose commit failed after they were written, and what writing
+        # them did then (new, updated)
+        self._in_doubt: dict[int, str] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
@@ -196,17 +199,31 @@ class StorePipeline:
         batch = list(self._held)
         if not batch:
             return
-        outcomes = []
+        written: list[tuple[ArticleItem, str]] = []
         failed = 0
-        with session_scope(self.database_url, writer=True) as session:
-            for item in batch:
-                try:
-                    outcomes.append(self._write(session, item))
-                except UNAVAILABLE:
-                    raise
-                except Exception:
-                    failed += 1
-                    logger.exception("could not store %s", item.url)
+        try:
+            with session_scope(self.database_url, writer=True) as session:
+                for item in batch:
+                    try:
+                        written.append((item, self._write(session, item)))
+                    except UNAVAILABLE:
+                        raise
+                    except Exception:
+                        failed += 1
+                        logger.exception("could not store %s", item.url)
+        except UNAVAILABLE:
+            if len(written) + failed == len(batch):
+                # Lost while committing: the commit may have landed without its answer coming
+                # back. If so, the next attempt finds these articles as written ("unchanged");
+                # what this attempt found is what happened to them.
+                for item, outcome in written:
+                    self._in_doubt.setdefault(id(item), outcome)
+            raise
+        outcomes = []
+        for item, outcome in written:
+            earlier = self._in_doubt.pop(id(item), None)
+            outcomes.append(earlier if earlier is not None and outcome == "unchanged"
+                            else outcome)
         del self._held[:len(batch)]
         self._release()
         if failed:
@@ -229,6 +246,7 @@ class StorePipeline:
             logger.error("%s; %d article(s) not stored, the next crawl fetches them again",
                          gone, len(self._held))
             self._held = []
+            self._in_doubt.clear()
             self._release()
         finally:
             outage, self._outage = self._outage, None

@@ -174,3 +174,43 @@ def test_a_crawl_rides_out_a_database_restart(sample_site, sample_sources_file, 
     # every one, each once
     assert sorted(stored_titles(pg_url)) == sorted(s.title for s in render.stories())
     assert f"{len(render.stories())} new" in out
+
+
+def test_an_article_whose_commit_answer_was_lost_still_counts_as_new(db_url):
+    """The connection drops after the server committed a batch but before the crawler heard
+    so: the crawler writes the batch again and finds the articles already there. They were
+    stored once and are reported as new, not as unchanged."""
+    from scrapy.utils.test import get_crawler
+
+    from crawler.items import ArticleItem
+    from crawler.pipelines import StorePipeline
+    from crawler.spiders.feeds import FeedSpider
+
+    crawler = get_crawler(FeedSpider, {"IMMUNOFEED_DATABASE_URL": db_url})
+    crawler.stats.open_spider()
+    pipeline = StorePipeline.from_crawler(crawler)
+    pipeline._prepare()
+    pipeline._held = [ArticleItem(url=f"http://127.0.0.1/lost-{i}", title=f"Lost answer {i}",
+                                  body="A body.", canonical_url=f"http://127.0.0.1/lost-{i}")
+                      for i in range(3)]
+    engine = get_engine(db_url)
+
+    def answer_lost(connection):  # noqa: ANN001
+        connection.connection.dbapi_connection.commit()  # the server commits...
+        raise sa.exc.OperationalError(  # ...and the answer never arrives
+            "COMMIT", {}, ConnectionError("server closed the connection unexpectedly"))
+
+    event.listen(engine, "commit", answer_lost)
+    try:
+        with pytest.raises(sa.exc.OperationalError):
+            pipeline._write_held()
+    finally:
+        event.remove(engine, "commit", answer_lost)
+    assert len(pipeline._held) == 3  # held for the next attempt
+    assert sorted(stored_titles(db_url)) == [f"Lost answer {i}" for i in range(3)]
+    pipeline._write_held()
+    assert pipeline._held == []
+    stats = crawler.stats.get_stats()
+    assert stats.get("immunofeed/articles_new") == 3
+    assert "immunofeed/articles_unchanged" not in stats
+    assert sorted(stored_titles(db_url)) == [f"Lost answer {i}" for i in range(3)]
