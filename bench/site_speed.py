@@ -6,9 +6,12 @@ requests answered per second.
 
     .venv/bin/python bench/site_speed.py [--articles 100000] [--requests 300] [--clients 4]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/EMPTY_DATABASE]
-        [--reuse] [--warm-up 5] [--worker-timeout 30]
+        [--reuse] [--warm-up 5] [--worker-timeout 30] [--page-cache-mb 0]
 
 --reuse serves the articles an earlier run left in --database-url instead of storing new ones.
+--page-cache-mb is IMMUNOFEED_PAGE_CACHE_MB for the server: 0 (the default here) times the work
+of every request; the site's default (32) sends a page asked for again from the cache, and the
+report then says how many were.
 """
 
 from __future__ import annotations
@@ -103,20 +106,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def timed_get(url: str) -> float:
+def timed_get(url: str) -> tuple[float, bool]:
+    """Seconds to read URL, and whether the answer came from the server's page cache."""
     started = time.perf_counter()
     with urllib.request.urlopen(url, timeout=900) as response:
         response.read()
         if response.status != 200:
             raise RuntimeError(f"{url}: {response.status}")
-    return time.perf_counter() - started
+        hit = response.headers.get("X-Cache") == "hit"
+    return time.perf_counter() - started, hit
 
 
-def report(name: str, times: list[float]) -> None:
-    times = sorted(times)
+def report(name: str, answers: list[tuple[float, bool]]) -> None:
+    times = sorted(seconds for seconds, _ in answers)
+    hits = sum(hit for _, hit in answers)
     p95 = times[max(0, round(len(times) * 0.95) - 1)]
     print(f"  {name:<34} p50 {statistics.median(times) * 1000:7.0f} ms   "
-          f"p95 {p95 * 1000:7.0f} ms   ({len(times)} requests)")
+          f"p95 {p95 * 1000:7.0f} ms   ({len(times)} requests, "
+          f"{len(set(urls_of[name]))} different, {hits} from the page cache)")
+
+
+urls_of: dict[str, list[str]] = {}
 
 
 def main() -> None:
@@ -130,6 +140,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true")
     parser.add_argument("--warm-up", type=int, default=5, help="requests of each kind first")
     parser.add_argument("--worker-timeout", type=int, default=30, help="gunicorn's, seconds")
+    parser.add_argument("--page-cache-mb", default="0",
+                        help="the server's IMMUNOFEED_PAGE_CACHE_MB (0: off)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/site.db"
@@ -147,7 +159,8 @@ def main() -> None:
             [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}",
              "--log-level", "warning", "--timeout", str(args.worker_timeout),
              "webapp:create_app()"],
-            env={**os.environ, "IMMUNOFEED_DATABASE_URL": url})
+            env={**os.environ, "IMMUNOFEED_DATABASE_URL": url,
+                 "IMMUNOFEED_PAGE_CACHE_MB": args.page_cache_mb})
         base = f"http://127.0.0.1:{port}"
         try:
             for _ in range(100):
@@ -167,15 +180,17 @@ def main() -> None:
                 for warm in (selective[:args.warm_up], broad[:args.warm_up],
                              concept[:args.warm_up]):
                     list(pool.map(timed_get, warm))
-                print(f"gunicorn, 2 workers; {args.clients} clients on the same 2-core machine")
+                print(f"gunicorn, 2 workers; {args.clients} clients on the same 2-core machine; "
+                      f"page cache {args.page_cache_mb} MB")
                 rates = []
                 for name, urls in (("selective search (rare concept)", selective),
                                    ("broad search (one common word)", broad),
                                    ("concept page", concept)):
+                    urls_of[name] = urls
                     started = time.perf_counter()
-                    times = list(pool.map(timed_get, urls))
+                    answers = list(pool.map(timed_get, urls))
                     rates.append((name, len(urls) / (time.perf_counter() - started)))
-                    report(name, times)
+                    report(name, answers)
             for name, rate in rates:
                 print(f"  {name:<34} {rate:7.1f} requests/s")
         finally:

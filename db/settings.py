@@ -75,6 +75,13 @@ SETTINGS: tuple[Setting, ...] = (
             "their rate-limit counters there, and crawler processes one queue of pages (each "
             "page fetched once by one of them). Empty: each process counts and crawls alone."),
     Setting(
+        "PAGE_CACHE_MB",
+        "32",
+        "Megabytes of recent answers (search, concept and home pages, feeds, API lists) each web "
+        "process keeps and sends again while no article or concept has changed; kept a minute "
+        "at most. 0: off.",
+    ),
+    Setting(
         "TRUSTED_PROXIES",
         "0",
         "How many reverse proxies stand in front of the web app (nginx: 1). Their "

@@ -34,6 +34,7 @@ from db.sources import source_statuses
 from db.stories import also_reported
 from webapp.app import db_session
 from webapp.feeds import absolute, rfc3339
+from webapp.pagecache import cached
 from webapp.params import FACET_PARAMS, MAX_PAGE, NO_SUCH_CONCEPT, BadParameter, SearchParams
 from webapp.subscribe import (
     ACCEPTED,
@@ -125,6 +126,7 @@ def _article(article: Article, tags: list[Concept]) -> dict[str, Any]:
 # -- endpoints -------------------------------------------------------------------------------
 
 @bp.get("/articles")
+@cached
 def articles() -> Response:
     try:
         params = SearchParams.from_args(request.args)
@@ -164,6 +166,7 @@ def article(article_id: int) -> Response:
 
 
 @bp.get("/concepts")
+@cached
 def concepts() -> Response:
     label = request.args.get("label")
     if label is not None and label not in LABELS:
@@ -183,6 +186,7 @@ def concepts() -> Response:
 
 
 @bp.get("/concepts/<slug>")
+@cached
 def concept(slug: str) -> Response:
     session = db_session()
     found = get_concept(session, slug)

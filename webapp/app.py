@@ -22,6 +22,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         BASE_URL=settings.get("BASE_URL"),
         SMTP_URL=settings.get("SMTP_URL"),
         REDIS_URL=settings.get("REDIS_URL"),
+        PAGE_CACHE_MB=settings.get("PAGE_CACHE_MB"),
         JSON_SORT_KEYS=False,
     )
     if test_config:
@@ -36,7 +37,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         n = int(proxies)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
-    from webapp import api, feeds, site, subscribe
+    from webapp import api, feeds, pagecache, site, subscribe
+
+    pagecache.init_app(app)
 
     app.register_blueprint(site.bp)
     app.register_blueprint(feeds.bp)

@@ -16,6 +16,7 @@ from db.concepts import concepts_for_articles, get_concept
 from db.models import Article, Concept
 from db.search import SearchPage, search_articles
 from webapp.app import db_session
+from webapp.pagecache import cached
 from webapp.params import NO_SUCH_CONCEPT, SearchParams, search_params_or_400
 
 bp = Blueprint("feeds", __name__)
@@ -92,21 +93,25 @@ def _concept_args(kind: str, slug: str) -> MultiDict[str, str]:
 
 
 @bp.get("/<any(therapy, cancer, target):kind>/<slug>/feed.json")
+@cached
 def concept_feed(kind: str, slug: str) -> Response:
     return _json_feed(search_params_or_400(_concept_args(kind, slug)))
 
 
 @bp.get("/<any(therapy, cancer, target):kind>/<slug>/feed.atom")
+@cached
 def concept_atom(kind: str, slug: str) -> Response:
     return _atom_feed(search_params_or_400(_concept_args(kind, slug)))
 
 
 @bp.get("/feed.json")
+@cached
 def json_feed() -> Response:
     return _json_feed(search_params_or_400(request.args))
 
 
 @bp.get("/feed.atom")
+@cached
 def atom_feed() -> Response:
     return _atom_feed(search_params_or_400(request.args))
 

@@ -27,6 +27,7 @@ from db.sources import source_statuses
 from db.stories import also_reported, story_of
 from webapp.app import db_session
 from webapp.links import article_url, concept_url, search_url
+from webapp.pagecache import cached
 from webapp.params import LABEL_PARAM, NO_SUCH_CONCEPT, SearchParams, search_params_or_400
 
 bp = Blueprint("site", __name__)
@@ -124,6 +125,7 @@ HOME_NEWS, HOME_PAPERS, HOME_TRIALS = 15, 8, 8
 
 
 @bp.get("/")
+@cached
 def home() -> str:
     """The latest news by day (a story told by several sources once, with who else told it),
     the latest papers and preprints, and the trials most recently updated."""
@@ -148,6 +150,7 @@ def home() -> str:
 
 
 @bp.get("/search")
+@cached
 def search() -> Response | str:
     params = search_params_or_400(request.args)
     canonical = params.canonical_args()
@@ -197,6 +200,7 @@ def month_bars(months: list[tuple[str, int]]) -> list[Bar]:
 
 
 @bp.get("/<any(therapy, cancer, target):kind>/<slug>")
+@cached
 def concept(kind: str, slug: str) -> Response | str:
     session = db_session()
     found = get_concept(session, slug)
@@ -233,6 +237,7 @@ HEAT_LEVELS = 5
 
 
 @bp.get("/map")
+@cached
 def pair_map() -> str:
     """Therapies by cancer types: how much news and evidence exists for each pair."""
     found = therapy_cancer_map(db_session())
