@@ -26,6 +26,7 @@ class Abbreviation:
     short: str
     short_start: int
     short_end: int
+    long_start: int = -1  # the long form's first token
 
 
 def _is_short_form(text: str) -> bool:
@@ -65,6 +66,15 @@ def token_positions(doc: Doc, texts: Iterable[str]) -> list[int]:
     return numpy.flatnonzero(numpy.isin(doc.to_array(ORTH), wanted)).tolist()
 
 
+def _words_back(doc: Doc, i: int, words: int) -> int:
+    """The token WORDS words before token I (runs of spaces are no words)."""
+    j = i
+    while j > 0 and words > 0:
+        j -= 1
+        words -= not doc[j].is_space
+    return j
+
+
 def _sentence_start(doc: Doc, i: int, limit: int) -> int:
     """Where the sentence holding token I starts, looking back no further than LIMIT."""
     for j in range(i - 1, limit - 1, -1):
@@ -88,7 +98,7 @@ def find_abbreviations(doc: Doc) -> list[Abbreviation]:
         if not _is_short_form(short):
             continue
         words = min(len(short) + 5, 2 * len(short))
-        first = _sentence_start(doc, token.i, max(0, token.i - words))
+        first = _sentence_start(doc, token.i, _words_back(doc, token.i, words))
         if first >= token.i:
             continue
         span = doc[first:token.i]
@@ -98,5 +108,6 @@ def find_abbreviations(doc: Doc) -> list[Abbreviation]:
         long_start = span.start_char + start
         if text[long_start:span.end_char].lower().startswith(short.lower()):
             continue  # "CAR (CAR)": the short form repeated is no definition
-        found.append(Abbreviation(short, token.i + 1, close))
+        long_token = next(t.i for t in span if t.idx + len(t.text) > long_start)
+        found.append(Abbreviation(short, token.i + 1, close, long_token))
     return found

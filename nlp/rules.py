@@ -5,7 +5,8 @@ They run on the entity rulers' matches (nlp/pipeline.py), in this order:
 1. Spanish-only forms count only in Spanish text.
 2. Abbreviations defined in the text (Schwartz–Hearst, nlp/abbreviations.py): a short form whose
    long form is a tagged concept is that concept wherever it appears; one defined as something
-   else is no concept at all.
+   else is no concept at all, and a capitalised "Cancer" that only ends such a name ("American
+   Joint Committee on Cancer (AJCC)") is part of the name, not a mention.
 3. Ambiguous short forms (ALL, MM, HCC...) stay only where defined or beside another cancer.
 4. A bare neoplasm noun that modifies another ("tumour suppressor", "tumor-bearing") is dropped.
 5. Cancer spans follow the annotated corpora's convention: coordinated sites are one mention
@@ -143,12 +144,18 @@ class ConceptRules:
             return mentions, set()
         defined: dict[str, _Mention | None] = {}
         by_end = {m.end: m for m in mentions}
+        names: set[int] = set()  # starts of mentions that are part of a defined name
         for abbreviation in find_abbreviations(doc):
-            defined.setdefault(abbreviation.short, by_end.get(abbreviation.short_start - 1))
+            meaning = by_end.get(abbreviation.short_start - 1)
+            if meaning is not None and ConceptRules._ends_a_name(doc, meaning,
+                                                                 abbreviation.long_start):
+                names.add(meaning.start)
+                meaning = None
+            defined.setdefault(abbreviation.short, meaning)
         if not defined:
             return mentions, set()
-        kept = [m for m in mentions
-                if doc[m.start:m.end].text not in defined or defined[doc[m.start:m.end].text]]
+        kept = [m for m in mentions if m.start not in names and (
+            doc[m.start:m.end].text not in defined or defined[doc[m.start:m.end].text])]
         taken = {i for m in kept for i in range(m.start, m.end)}
         meanings = {short: m for short, m in defined.items() if m is not None}
         for i in token_positions(doc, meanings):
@@ -158,6 +165,16 @@ class ConceptRules:
                 taken.add(i)
         kept.sort(key=lambda m: m.start)
         return kept, {short for short, meaning in defined.items() if meaning is not None}
+
+    @staticmethod
+    def _ends_a_name(doc: Doc, mention: _Mention, long_start: int) -> bool:
+        """A capitalised bare "Cancer" ending a longer defined name is part of the name of
+        something else: "American Joint Committee on Cancer (AJCC)", "Centres de Lutte Contre
+        le Cancer (FNCLCC)"."""
+        first = doc[mention.start]
+        return (mention.concept in GENERIC_CONCEPTS and long_start < mention.start
+                and first.text[:1].isupper() and mention.start > 0
+                and doc[mention.start - 1].text not in (".", "!", "?"))
 
     # 3
     def _ambiguous(self, doc: Doc, mentions: list[_Mention], defined: set[str]

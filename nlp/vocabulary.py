@@ -121,10 +121,16 @@ def by_slug() -> Mapping[str, Concept]:
 NEOPLASM_NOUNS = ("cancer", "carcinoma", "adenocarcinoma", "tumour", "neoplasm", "malignancy")
 
 
+# nouns also written hyphenated after a one-word site, mostly as a modifier: "breast-cancer risk"
+HYPHENATED_NOUNS = ("cancer", "tumour")
+
+
 def site_phrases(concept: Concept) -> Iterator[str]:
     for site in concept.sites:
         for noun in NEOPLASM_NOUNS:
             yield f"{site} {noun}"
+            if noun in HYPHENATED_NOUNS and " " not in site and "-" not in site:
+                yield f"{site}-{noun}"
             if site.islower():
                 yield f"{noun} of the {site}"
                 yield f"{noun} of {site}"

@@ -67,6 +67,13 @@ def test_longest_match_and_corpus_span_convention():
     assert _tags("non-small cell lung cancer")[0][2] == "non-small-cell-lung-cancer"
 
 
+def test_a_site_and_its_noun_hyphenated_as_a_modifier():
+    assert _cancers("There is no difference in breast-cancer frequency.") == [
+        ("breast-cancer", "breast-cancer", ())]
+    assert _cancers("Lung-cancer screening and bone-tumour registries.") == [
+        ("Lung-cancer", "lung-cancer", ()), ("bone-tumour", "bone-cancer", ())]
+
+
 def test_spellings_and_plurals():
     assert _tags("acute myeloid leukaemia")[0][2] == "acute-myeloid-leukaemia"
     assert _tags("acute myeloid leukemia")[0][2] == "acute-myeloid-leukaemia"
@@ -147,6 +154,23 @@ def test_abbreviations_defined_in_the_text_resolve_to_the_concept():
     ]
     # a short form defined as something else is no cancer, even one the vocabulary knows
     assert _cancers("Mismatch repair (MM) was lost. MM was rare.") == []
+
+
+@pytest.mark.parametrize("text", [
+    "Staging followed the American Joint Committee on Cancer (AJCC) system; AJCC 8.",
+    "Ten centres of the Fédération Nationale des Centres de Lutte Contre le Cancer (FNCLCC).",
+    # the corpora's text as it came: runs of spaces where accents were, which are no words
+    "Ten centres of the F  d  ration Nationale des Centres de Lutte Contre le Cancer (FNCLCC).",
+])
+def test_cancer_ending_the_defined_name_of_something_else_is_no_mention(text):
+    assert _cancers(text) == []
+
+
+def test_a_capitalised_cancer_defined_as_itself_is_still_one():
+    assert _cancers("Breast Cancer (BC) and BC relapse.") == [
+        ("Breast Cancer", "breast-cancer", ()), ("BC", "breast-cancer", ()),
+        ("BC", "breast-cancer", ())]
+    assert _cancers("Patients with Cancer (CA) were seen.")[0] == ("Cancer", "cancer", ())
 
 
 def test_ambiguous_short_forms_need_a_definition_or_cancer_context():
