@@ -581,14 +581,18 @@ def test_two_runs_at_once_send_each_digest_once(tagged_db, sink):
     """Cron on two machines, or a run started by hand during the scheduled one: the second
     finds the first holding the run's lock and sends nothing; the first sends every digest."""
     import subprocess
+    import threading
     import time
 
     emails = [f"both{i}@example.org" for i in range(6)]
     for email in emails:
         subscribe(tagged_db, email, ["melanoma"])
 
-    def slowly(_count: int) -> bool:  # a slow mail server: the first run lasts a while
-        time.sleep(0.3)
+    second_done = threading.Event()
+
+    def slowly(count: int) -> bool:  # the mail server takes the first message, then stalls
+        if count:  # until the second run is over, so the first holds its lock meanwhile
+            second_done.wait(timeout=60)
         return True
 
     sink.before_accept = slowly
@@ -600,6 +604,7 @@ def test_two_runs_at_once_send_each_digest_once(tagged_db, sink):
     while not sink.received and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.05)
     second = run_cli("digest", "send", "--frequency", "daily", db_url=tagged_db, settings=mail)
+    second_done.set()
     out, err = first.communicate(timeout=120)
     assert second.returncode == 1 and "Traceback" not in second.stderr
     assert ("another `digest send --frequency daily` is running on this database; nothing sent"
