@@ -84,14 +84,17 @@ def clean_body(text: str) -> str:
 
 def extract_and_analyse(html: str, url: str, title: str, feed_body: str, kind: str
                         ) -> tuple[Extracted | None, Analysed]:
-    """A feed entry's page extracted and its text analysed in one trip to a worker: the body
-    is the page's text, or the feed's when that is longer, as the spider chooses it; title and
-    body cleaned as the normalising pipeline cleans them."""
+    """A page extracted and its text analysed in one trip to a worker: the body is the page's
+    text, or the feed's when that is longer, as the feed spider chooses it; the title TITLE, or
+    the page's when TITLE is empty (a sitemap names none); title and body cleaned as the
+    normalising pipeline cleans them."""
     from crawler.items import Analysed
 
     extracted = extract(html, url)
     body = extracted.text if extracted is not None and len(extracted.text) >= len(
         feed_body) else feed_body
+    if not title and extracted is not None:
+        title = extracted.title or ""
     title, body = clean_title(title), clean_body(body)
     tags, signature = analyse(title, body, kind == "news")
     return extracted, Analysed(title, body, tags, signature)

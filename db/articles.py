@@ -86,6 +86,23 @@ def _merged_extra(article: Article, data: ArticleData) -> dict[str, Any]:
     return merged
 
 
+def _insert(session: Session, article: Article) -> IntegrityError | None:
+    """Add ARTICLE; the error if another writer stored the same work first."""
+    if session.get_bind().dialect.name == "sqlite":
+        # nobody else can store it meanwhile: a transaction that has read cannot write after
+        # another's commit on SQLite ("database is locked"), so no savepoint is needed
+        session.add(article)
+        session.flush()
+        return None
+    try:
+        with session.begin_nested():
+            session.add(article)
+            session.flush()
+    except IntegrityError as error:
+        return error
+    return None
+
+
 def upsert_article(session: Session, data: ArticleData,
                    concept_ids: Mapping[str, int] | None = None) -> tuple[UpsertResult, int]:
     """Store DATA once per work (same identifier or canonical URL): insert it, update it if it
@@ -109,24 +126,13 @@ def upsert_article(session: Session, data: ArticleData,
     if article is None:
         article = Article(canonical_url=data.canonical_url, source_id=source_id,
                           extra=dict(data.extra), **fields, tag_terms=tag_terms(new_mentions))
-        if session.get_bind().dialect.name == "sqlite":
-            # nobody else can store it meanwhile: a transaction that has read cannot write
-            # after another's commit on SQLite ("database is locked"), so no savepoint is needed
-            session.add(article)
-            session.flush()
+        clash = _insert(session, article)
+        if clash is None:
             _set_mentions(session, article, new_mentions, {})
             return "new", article.id
-        try:
-            with session.begin_nested():
-                session.add(article)
-                session.flush()
-        except IntegrityError:  # another writer stored it first: fall through to an update
-            article = find_work(session, data)
-            if article is None:
-                raise
-        else:
-            _set_mentions(session, article, new_mentions, {})
-            return "new", article.id
+        article = find_work(session, data)  # another writer stored it first: update that
+        if article is None:
+            raise clash
 
     extra = _merged_extra(article, data)
     changed = extra != (article.extra or {}) or any(

@@ -41,6 +41,10 @@ def test_one_trip_gives_what_extraction_then_analysis_give():
     assert (done.title, done.body) == (clean_title(title), clean_body(extracted.text))
     tags, signature = analyse(done.title, done.body, True)
     assert (done.tags, done.signature) == (tags, signature) and signature is not None
+    # a sitemap names no title: the page's is analysed
+    untitled, from_page = extract_and_analyse(html, URL, "", "", "news")
+    assert from_page.title == clean_title(untitled.title) and from_page.title
+    assert (from_page.tags, from_page.signature) == analyse(from_page.title, from_page.body, True)
     # the feed's text wins when the page gives less; papers get no signature
     _, from_feed = extract_and_analyse("<html><body></body></html>", URL, "T",
                                        "Pembrolizumab in melanoma.\n\nSecond  paragraph.", "paper")

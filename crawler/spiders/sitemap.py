@@ -14,7 +14,7 @@ import scrapy
 from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
-from crawler.analysis import extract, pool_for
+from crawler.analysis import extract_and_analyse, pool_for
 from crawler.items import ArticleItem
 from crawler.sitemaps import SitemapError, parse_sitemap
 from crawler.sources import SourceConfig
@@ -82,23 +82,26 @@ class SitemapSpider(SourceSpider):
 
     async def parse_page(self, response: Response, source: SourceConfig, entry: Any
                          ) -> AsyncIterator[ArticleItem]:
-        found = None
+        found = analysed = None
         if isinstance(response, TextResponse):
-            found = await pool_for(self.settings).run(extract, response.text, response.url)
-        title = entry.title or (found.title if found else None)
-        if found is None or not title:
+            # extracted and tagged in one trip to a worker (the pipelines use the analysis
+            # while the item holds the text analysed)
+            found, analysed = await pool_for(self.settings).run(
+                extract_and_analyse, response.text, response.url, entry.title or "", "", "news")
+        if found is None or analysed is None or not analysed.title:
             self.logger.warning("sitemap %r: no article at %s", source.name, response.url)
             return
         canonical = response.urljoin(found.canonical_url) if found.canonical_url else ""
         yield ArticleItem(
             url=response.url,
             canonical_url=canonical if canonical.startswith(("http://", "https://")) else "",
-            title=title,
-            body=found.text,
+            title=analysed.title,
+            body=analysed.body,
             source=source.name,
             published_at=found.published_at or entry.lastmod,
             language=found.language or entry.language,
             topical=source.topical,
+            analysed=analysed,
         )
 
     def page_failed(self, failure: Failure) -> None:
