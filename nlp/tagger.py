@@ -24,12 +24,13 @@ class Entity:
     label: str
     concept: str
     name: str
-    xrefs: dict[str, str] = field(default_factory=dict)
+    # dicts: left out of the hash (an entity is still hashable, its span and concept say which)
+    xrefs: dict[str, str] = field(default_factory=dict, hash=False)
     # the other concepts of a coordinated mention: "breast and ovarian cancer" is ovarian cancer,
     # also breast cancer
     also: tuple[str, ...] = ()
     # what the words around a cancer mention say of it: setting, stage, biomarker status
-    attributes: dict[str, object] = field(default_factory=dict)
+    attributes: dict[str, object] = field(default_factory=dict, hash=False)
 
     def as_dict(self) -> dict[str, object]:
         data: dict[str, object] = {

@@ -93,6 +93,13 @@ def test_spanish_maps_to_the_same_concepts():
     assert [t[2] for t in tags] == ["immunotherapy", "til-therapy", "breast-cancer"]
 
 
+def test_entities_can_be_kept_in_sets():
+    text = "Metastatic HER2-negative breast cancer; breast cancer again."
+    first, second = annotate(text).entities, annotate(text).entities
+    assert set(first) == set(second) and len(set(first + second)) == len(first)
+    assert first[1].attributes  # dict fields do not stop hashing
+
+
 def test_entity_carries_name_and_mesh():
     (entity,) = annotate("Patients with melanoma.").entities
     assert entity.name == "melanoma" and entity.xrefs == {"mesh": "D008545"}
