@@ -123,11 +123,11 @@ def run_cli(*args: str, db_url: str | None = None, input: str | None = None,
     )
 
 
-def app_client(database_url: str):  # -> flask.testing.FlaskClient
-    """A test client of the app reading DATABASE_URL."""
+def app_client(database_url: str, **config: object):  # -> flask.testing.FlaskClient
+    """A test client of the app reading DATABASE_URL (with CONFIG's settings besides)."""
     from webapp import create_app
 
-    return create_app({"TESTING": True, "DATABASE_URL": database_url}).test_client()
+    return create_app({"TESTING": True, "DATABASE_URL": database_url, **config}).test_client()
 
 
 @pytest.fixture

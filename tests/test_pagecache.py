@@ -11,12 +11,7 @@ from sqlalchemy import event
 from db.articles import ArticleData, upsert_article
 from db.models import Article, Concept
 from db.session import get_engine, session_scope
-from tests.conftest import run_cli
-from webapp import create_app
-
-
-def client_of(url: str, **config: object):
-    return create_app({"TESTING": True, "DATABASE_URL": url, **config}).test_client()
+from tests.conftest import app_client, run_cli
 
 
 class Statements:
@@ -52,7 +47,7 @@ PAGES = ["/", "/search?q=pembrolizumab&sort=date", "/therapy/pembrolizumab", "/m
 
 @pytest.mark.parametrize("page", PAGES)
 def test_a_page_asked_for_again_is_sent_without_its_queries(tagged_db, page):
-    client = client_of(tagged_db)
+    client = app_client(tagged_db)
     data_read = ("FROM articles", "article_concepts", "FROM concepts", "articles_fts")
 
     def reads_data(statements: Statements) -> bool:
@@ -74,7 +69,7 @@ def test_a_page_asked_for_again_is_sent_without_its_queries(tagged_db, page):
 
 
 def test_a_new_article_is_on_every_page_at_once(tagged_db):
-    client = client_of(tagged_db)
+    client = app_client(tagged_db)
     for page in PAGES[:3]:
         assert b"Pembrolizumab fresh from the press" not in client.get(page).get_data()
         assert client.get(page).headers["X-Cache"] == "hit"
@@ -86,7 +81,7 @@ def test_a_new_article_is_on_every_page_at_once(tagged_db):
 
 
 def test_a_renamed_concept_shows_at_once(tagged_db):
-    client = client_of(tagged_db)
+    client = app_client(tagged_db)
     assert b"Keytruda the Great" not in client.get("/therapy/pembrolizumab").get_data()
     with session_scope(tagged_db) as session:
         session.execute(sa.update(Concept).where(Concept.slug == "pembrolizumab")
@@ -97,7 +92,7 @@ def test_a_renamed_concept_shows_at_once(tagged_db):
 def test_text_edited_in_place_shows_once_the_answer_is_old_enough(tagged_db):
     """A title edited without a change the index follows (not dated, tagged or moved) is sent
     as it was for at most PAGE_CACHE_SECONDS (a minute unless configured)."""
-    client = client_of(tagged_db, PAGE_CACHE_SECONDS=0.5)
+    client = app_client(tagged_db, PAGE_CACHE_SECONDS=0.5)
     page = "/search?q=melanoma"
     assert b"Nivolumab in melanoma" in client.get(page).get_data()
     with session_scope(tagged_db) as session:
@@ -110,7 +105,7 @@ def test_text_edited_in_place_shows_once_the_answer_is_old_enough(tagged_db):
 
 
 def test_feeds_are_kept_per_host_and_answer_304_from_the_cache(tagged_db):
-    client = client_of(tagged_db)
+    client = app_client(tagged_db)
     one = client.get("/feed.json", base_url="http://one.example")
     two = client.get("/feed.json", base_url="http://two.example")
     assert two.headers["X-Cache"] == "miss"  # its links name its own host
@@ -126,7 +121,7 @@ def test_feeds_are_kept_per_host_and_answer_304_from_the_cache(tagged_db):
 
 
 def test_errors_redirects_and_uncached_pages_are_worked_out_each_time(tagged_db):
-    client = client_of(tagged_db)
+    client = app_client(tagged_db)
     for page, status in [("/therapy/no-such-drug", 404), ("/search?page=0", 400),
                          ("/search?q=therapy:pembrolizumab", 302), ("/therapy/melanoma", 308)]:
         for _ in range(2):
@@ -139,7 +134,7 @@ def test_errors_redirects_and_uncached_pages_are_worked_out_each_time(tagged_db)
 
 
 def test_a_size_of_zero_turns_it_off_and_a_bad_size_is_refused(tagged_db):
-    client = client_of(tagged_db, PAGE_CACHE_MB="0")
+    client = app_client(tagged_db, PAGE_CACHE_MB="0")
     for _ in range(2):
         assert "X-Cache" not in client.get("/search?q=melanoma").headers
     failed = run_cli("serve", "--port", "1", db_url=tagged_db, settings={"PAGE_CACHE_MB": "lots"})
@@ -151,11 +146,11 @@ def test_a_size_of_zero_turns_it_off_and_a_bad_size_is_refused(tagged_db):
 def test_a_small_cache_keeps_the_most_recent_answers(tagged_db):
     pages = [f"/search?q={word}&sort={sort}" for word in ("melanoma", "pembrolizumab")
              for sort in ("date", "relevance")]
-    sizes = [len(client_of(tagged_db, PAGE_CACHE_MB="0").get(page).get_data()) + 512
+    sizes = [len(app_client(tagged_db, PAGE_CACHE_MB="0").get(page).get_data()) + 512
              for page in pages]
     room = max(sizes) * 2 + 100  # the last two answers, not three
     assert room < sum(sorted(sizes)[:3])
-    client = client_of(tagged_db, PAGE_CACHE_MB=room / 1024 / 1024)
+    client = app_client(tagged_db, PAGE_CACHE_MB=room / 1024 / 1024)
     for page in pages:
         assert client.get(page).headers["X-Cache"] == "miss"
     assert client.get(pages[-1]).headers["X-Cache"] == "hit"
