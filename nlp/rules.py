@@ -75,7 +75,7 @@ NOT_AN_ORGAN = frozenset({
     "individual", "environmental", "social", "mental", "total", "partial", "internal",
     "external", "lateral", "central", "peripheral", "neural", "skeletal", "visceral",
     "parietal", "interstitial", "endothelial", "stromal", "mesenchymal", "vascular",
-    "muscular", "glandular", "tubular", "nodular", "papillary",
+    "muscular", "glandular", "tubular", "nodular", "papillary", "microscopic", "macroscopic",
 })
 
 

@@ -209,6 +209,8 @@ def test_inheritance_words_belong_to_the_mention_and_settings_do_not():
         ("familial gastric cancer", "gastric-cancer", ())]
     assert _cancers("hereditary breast cancer") == [
         ("hereditary breast cancer", "hereditary-breast-and-ovarian-cancer", ())]
+    assert _cancers("hereditary breast or ovarian cancer") == [
+        ("hereditary breast or ovarian cancer", "hereditary-breast-and-ovarian-cancer", ())]
     assert _cancers("metastatic castration-resistant prostate cancer") == [
         ("castration-resistant prostate cancer", "castration-resistant-prostate-cancer", ())]
     assert _cancers("advanced melanoma") == [("melanoma", "melanoma", ())]
@@ -221,6 +223,9 @@ def test_cancers_missing_from_the_list_fall_under_the_nearest_parent():
         ("carcinoma of the bladder", "bladder-cancer", ())]
     assert _cancers("appendiceal adenocarcinoma") == [
         ("appendiceal adenocarcinoma", "appendix-cancer", ())]
+    # words of size or sight are no organ: the mention is the noun alone
+    assert _cancers("gross and microscopic tumors were resected") == [
+        ("tumors", "cancer", ())]
 
 
 def test_neoplasm_nouns_naming_something_else_are_not_mentions():
