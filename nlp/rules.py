@@ -203,9 +203,11 @@ class ConceptRules:
     # 5 and 6
     def _extend(self, doc: Doc, mention: _Mention) -> _Mention:
         start = mention.start
-        # an unknown organ or cell-type adjective before a one-word mention
+        # an unknown organ or cell-type adjective before a mention that is a neoplasm noun
+        # alone or one "of the <site>" ("parenchymal tumours of the kidney")
         word = doc[start].lower_
-        if mention.end - mention.start == 1 and start > 0 \
+        head_only = mention.end - mention.start == 1 or doc[start + 1].lower_ == "of"
+        if head_only and start > 0 \
                 and (word in GENERIC_NOUNS or _NEOPLASM_WORD.match(word)) \
                 and self._is_organ_adjective(doc[start - 1].lower_):
             start -= 1

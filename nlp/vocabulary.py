@@ -53,17 +53,24 @@ class Concept:
 
 
 def spelling_variants(term: str) -> set[str]:
-    """TERM in both spellings and, for a neoplasm or class noun, in the plural too."""
+    """TERM in both spellings and, for a neoplasm or class noun, in the plural too (the noun
+    before "of" in "<noun> of the <site>")."""
     forms = {term}
     for british, american in _SPELLINGS:
         for form in list(forms):
             forms.add(form.replace(british, american))
             forms.add(form.replace(american, british))
     for form in list(forms):
-        if _PLURALISABLE.search(form):
-            forms.add(form[:-5] + "viruses" if form.endswith("virus")
-                      else form[:-1] + "ies" if form.endswith("malignancy") else form + "s")
+        # "cancer of the ovary": the noun before "of" takes the plural
+        head, of, rest = form.partition(" of ")
+        if _PLURALISABLE.search(head):
+            forms.add(_plural(head) + of + rest)
     return forms
+
+
+def _plural(noun: str) -> str:
+    return (noun[:-5] + "viruses" if noun.endswith("virus")
+            else noun[:-1] + "ies" if noun.endswith("malignancy") else noun + "s")
 
 
 def _parse(path: Path, number: int, line: str) -> Concept:

@@ -223,6 +223,11 @@ def test_cancers_missing_from_the_list_fall_under_the_nearest_parent():
         ("carcinoma of the bladder", "bladder-cancer", ())]
     assert _cancers("appendiceal adenocarcinoma") == [
         ("appendiceal adenocarcinoma", "appendix-cancer", ())]
+    # "<noun>s of the <site>", and an adjective the vocabulary lacks before it
+    assert _cancers("91 parenchymal tumours of the kidney were studied") == [
+        ("parenchymal tumours of the kidney", "kidney-cancer", ())]
+    assert _cancers("carcinomas of the breast") == [
+        ("carcinomas of the breast", "breast-cancer", ())]
     # words of size or sight are no organ: the mention is the noun alone
     assert _cancers("gross and microscopic tumors were resected") == [
         ("tumors", "cancer", ())]
