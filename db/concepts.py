@@ -190,9 +190,11 @@ def co_occurring(session: Session, concept_ids: set[int], limit: int = 12,
     if index is not None:
         columns, table = index
         tagged = listing.concept_mask(columns, concept_ids) & columns.visible
-        pairs = tagged[columns.tag_pos] & ~listing.tags_of(columns,
-                                                           concept_ids | set(leave_out))
-        counts = np.bincount(columns.tag_concepts[pairs], minlength=table.size)
+        shared = listing.concepts_in(columns, tagged, ancestors=False)
+        dropped = [int(c) for c in concept_ids | set(leave_out)]
+        left_out = np.zeros(max([table.size, columns.concept_bound, *dropped]) + 1, dtype=bool)
+        left_out[dropped] = True
+        counts = np.bincount(shared[~left_out[shared]], minlength=table.size)
         ranked = sorted(((table.rows[int(cid)], int(counts[cid]))
                          for cid in np.flatnonzero(counts)),
                         key=lambda row: (-row[1], row[0].name))

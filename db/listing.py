@@ -82,6 +82,14 @@ class Columns:
     masks: dict[frozenset[int], np.ndarray] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # tags in article order, so the tags of a few articles are found by binary search
+        # (_build's come in order; _merge appends its fresh ones: two sorted runs to merge)
+        for pos_name, concept_name, _ in _TAGS:
+            pos = getattr(self, pos_name)
+            if len(pos) > 1 and bool((pos[1:] < pos[:-1]).any()):
+                order = np.argsort(pos, kind="stable")
+                object.__setattr__(self, pos_name, pos[order])
+                object.__setattr__(self, concept_name, getattr(self, concept_name)[order])
         month = self.date.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)
         derived = {
             # dated articles by date, then undated ones, each by id descending (as SQL lists)
@@ -427,6 +435,27 @@ def tags_of(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
     table = np.zeros(max(max(wanted, default=0) + 1, columns.concept_bound), dtype=bool)
     table[wanted] = True
     return table[columns.tag_concepts]
+
+
+# concepts_in searches for each article's tags when the articles are fewer than the tags by
+# this factor (a binary search costs about as many steps as that)
+FEW_ARTICLES_FACTOR = 32
+
+
+def concepts_in(columns: Columns, mask: np.ndarray, ancestors: bool = True) -> np.ndarray:
+    """The concept of each tag of the articles in MASK (with ANCESTORS: once per article and
+    concept of its tags' chains, as facets count), in no particular order."""
+    pos, concepts = ((columns.up_pos, columns.up_concepts) if ancestors
+                     else (columns.tag_pos, columns.tag_concepts))
+    positions = np.flatnonzero(mask).astype(pos.dtype)  # (searching in another type copies)
+    if len(positions) * FEW_ARTICLES_FACTOR >= len(pos):  # many: one pass over every tag
+        return concepts[mask[pos]]
+    # few: each article's run of tags, found by binary search in the sorted positions
+    starts = np.searchsorted(pos, positions, side="left")
+    lengths = np.searchsorted(pos, positions, side="right") - starts
+    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return concepts[offsets + np.arange(int(lengths.sum()))]
+
 
 
 def members(columns: Columns, ids: np.ndarray) -> np.ndarray:

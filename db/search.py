@@ -357,7 +357,7 @@ def _listed_facets(session: Session, columns: listing.Columns, concepts: listing
                    mask: np.ndarray, limit: int) -> dict[str, list[FacetValue]]:
     """The facets of the articles in MASK, as facets() and other_facets() count them."""
     result: dict[str, list[FacetValue]] = {}
-    counts = np.bincount(columns.up_concepts[mask[columns.up_pos]], minlength=concepts.size)
+    counts = np.bincount(listing.concepts_in(columns, mask), minlength=concepts.size)
     present = [concepts.rows[int(cid)] for cid in np.flatnonzero(counts)]
     present.sort(key=lambda row: (-counts[row.id], row.name))
     for row in present:

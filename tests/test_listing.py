@@ -4,6 +4,7 @@ exactly what SQL alone gives, and it follows every kind of change other processe
 import random
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import delete, select, update
 
@@ -364,3 +365,42 @@ def test_concept_tokens_follow_the_tags_whoever_writes_them(tmp_path):
             mentions={"melanoma": 2, "pd-l1": 3}))
     assert _tag_terms(url, article_id) == {f"c{ids['melanoma']}", f"c{ids['pd-l1']}"}
     assert found("melanoma") == [article_id] and found("pd-l1") == [article_id]
+
+
+def test_the_tags_of_few_articles_are_those_a_pass_over_every_tag_finds(tmp_path, monkeypatch):
+    """concepts_in finds a few articles' tags by binary search in the tags sorted by article,
+    and many articles' by one pass over every tag: the same concepts either way, also once a
+    merge has appended re-tagged articles' tags after the others."""
+    url = _db(tmp_path)
+    _fill(url, 120)
+    reader = new_session(url)
+    rng = random.Random(5)
+
+    def compare() -> None:
+        columns, _ = listing.listing_for(reader)
+        for pos in (columns.tag_pos, columns.up_pos):
+            assert (pos[1:] >= pos[:-1]).all()
+        for fraction in (0.0, 0.02, 0.1, 0.5, 1.0):
+            mask = np.array([rng.random() < fraction for _ in range(len(columns))])
+            for pos, concepts, ancestors in ((columns.up_pos, columns.up_concepts, True),
+                                             (columns.tag_pos, columns.tag_concepts, False)):
+                wanted = sorted(int(c) for p, c in zip(pos, concepts, strict=True) if mask[p])
+                for factor in (0, 10**9):  # every tag in one pass / each article's own tags
+                    monkeypatch.setattr(listing, "FEW_ARTICLES_FACTOR", factor)
+                    assert sorted(listing.concepts_in(columns, mask, ancestors)) == wanted
+
+    try:
+        compare()
+        with session_scope(url) as s:  # re-tag the oldest articles: their tags go last
+            for article in s.scalars(select(Article).order_by(Article.id).limit(5)):
+                update_tags(s, article, TagUpdate(summary="relapse",
+                                                  mentions={"bcma": 1, "melanoma": 1},
+                                                  relevance=0.9, filtered=False, language="en",
+                                                  labels={}, cites=None),
+                            concept_ids_by_slug(s, ["bcma", "melanoma"]))
+        reader.rollback()
+        compare()
+        _same(*_both(reader, "relapse", ["bcma"], "relevance", per_page=100))
+        _concept_views_match(reader)
+    finally:
+        reader.close()
