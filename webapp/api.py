@@ -19,6 +19,7 @@ from werkzeug.datastructures import MultiDict
 
 from db.articles import evidence_for, get_article
 from db.concepts import (
+    Tag,
     articles_per_month,
     children_of,
     co_occurring,
@@ -98,11 +99,11 @@ def _limit(args: MultiDict[str, str]) -> int:
 
 # -- shapes ----------------------------------------------------------------------------------
 
-def _concept_ref(concept: Concept) -> dict[str, Any]:
+def _concept_ref(concept: Concept | Tag) -> dict[str, Any]:
     return {"slug": concept.slug, "label": concept.label, "name": concept.name}
 
 
-def _article(article: Article, tags: list[Concept]) -> dict[str, Any]:
+def _article(article: Article, tags: list[Tag]) -> dict[str, Any]:
     extra = article.extra or {}
     return {
         "id": article.id,

@@ -12,8 +12,8 @@ from lxml import etree
 from markupsafe import escape
 from werkzeug.datastructures import MultiDict
 
-from db.concepts import concepts_for_articles, get_concept
-from db.models import Article, Concept
+from db.concepts import Tag, concepts_for_articles, get_concept
+from db.models import Article
 from db.search import SearchPage, search_articles
 from webapp.app import db_session
 from webapp.pagecache import cached
@@ -116,7 +116,7 @@ def atom_feed() -> Response:
     return _atom_feed(search_params_or_400(request.args))
 
 
-def _newest(params: SearchParams) -> tuple[SearchPage, dict[int, list[Concept]]]:
+def _newest(params: SearchParams) -> tuple[SearchPage, dict[int, list[Tag]]]:
     session = db_session()
     page = search_articles(  # a feed is read newest first, whatever the page sorts by
         session, params.parsed, params.slugs, page=params.page, per_page=FEED_SIZE, sort="date",

@@ -16,6 +16,7 @@ from db.concepts import (
     children_of,
     co_occurring,
     concepts_for_articles,
+    concepts_of_article,
     get_concept,
     lineage,
     therapy_cancer_map,
@@ -165,7 +166,7 @@ def article(article_id: int) -> str:
     found = get_article(session, article_id)
     if found is None:
         abort(404, description="There is no article with that number.")
-    tags = concepts_for_articles(session, [found.id])[found.id]
+    tags = concepts_of_article(session, found.id)  # in full: the excerpt marks synonyms too
     return render_template("article.html", article=found, tags=tags,
                            others=story_of(session, found),
                            evidence=evidence_for(session, found),
