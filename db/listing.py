@@ -72,8 +72,10 @@ class Columns:
     tag_concepts: np.ndarray  # int32: ...and its concept
     up_pos: np.ndarray  # the same with each tag's ancestors added, one pair per article and
     up_concepts: np.ndarray  # concept: a facet count is what filtering on the concept shows
-    # derived: the positions newest first, each article's year and month
+    # derived: the positions newest first (and each position's place in that order), each
+    # article's year and month
     by_date: np.ndarray = field(init=False, repr=False)
+    date_rank: np.ndarray = field(init=False, repr=False)
     year: np.ndarray = field(init=False, repr=False)  # of the date, e.g. 2026
     month: np.ndarray = field(init=False, repr=False)  # of the date, months since 1970-01
     # one more than the largest concept id tagged, and the masks of recent concept sets (a
@@ -91,9 +93,12 @@ class Columns:
                 object.__setattr__(self, pos_name, pos[order])
                 object.__setattr__(self, concept_name, getattr(self, concept_name)[order])
         month = self.date.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)
+        # dated articles by date, then undated ones, each by id descending (as SQL lists)
+        by_date = np.lexsort((-self.ids, -self.published, self.published == 0))
+        date_rank = np.empty(len(by_date), dtype=np.int64)
+        date_rank[by_date] = np.arange(len(by_date))
         derived = {
-            # dated articles by date, then undated ones, each by id descending (as SQL lists)
-            "by_date": np.lexsort((-self.ids, -self.published, self.published == 0)),
+            "by_date": by_date, "date_rank": date_rank,
             "month": month, "year": month // 12 + 1970,
             "concept_bound": int(self.tag_concepts.max(initial=0)) + 1, "masks": {},
         }
@@ -443,8 +448,10 @@ def tags_of(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
     return table[columns.tag_concepts]
 
 
-# concepts_in searches for each article's tags when the articles are fewer than the tags by
-# this factor (a binary search costs about as many steps as that)
+# Few articles: fewer than the tags (concepts_in) or all articles (newest_first) by this
+# factor. Their tags are then found by binary search and their order by sorting them alone,
+# rather than by one pass over every tag or over the whole date order (a binary search or a
+# sort costs about as many steps per article as that).
 FEW_ARTICLES_FACTOR = 32
 
 
@@ -475,4 +482,7 @@ def members(columns: Columns, ids: np.ndarray) -> np.ndarray:
 
 def newest_first(columns: Columns, mask: np.ndarray) -> np.ndarray:
     """Positions of the articles in MASK, newest first (as lists sort by date)."""
-    return columns.by_date[mask[columns.by_date]]
+    positions = np.flatnonzero(mask)
+    if len(positions) * FEW_ARTICLES_FACTOR >= len(columns):  # many: one pass over the order
+        return columns.by_date[mask[columns.by_date]]
+    return positions[np.argsort(columns.date_rank[positions])]  # few: sort just them

@@ -370,7 +370,8 @@ def test_concept_tokens_follow_the_tags_whoever_writes_them(tmp_path):
 def test_the_tags_of_few_articles_are_those_a_pass_over_every_tag_finds(tmp_path, monkeypatch):
     """concepts_in finds a few articles' tags by binary search in the tags sorted by article,
     and many articles' by one pass over every tag: the same concepts either way, also once a
-    merge has appended re-tagged articles' tags after the others."""
+    merge has appended re-tagged articles' tags after the others. newest_first likewise sorts
+    a few articles by their place in the date order, or filters the whole order for many."""
     url = _db(tmp_path)
     _fill(url, 120)
     reader = new_session(url)
@@ -385,9 +386,13 @@ def test_the_tags_of_few_articles_are_those_a_pass_over_every_tag_finds(tmp_path
             for pos, concepts, ancestors in ((columns.up_pos, columns.up_concepts, True),
                                              (columns.tag_pos, columns.tag_concepts, False)):
                 wanted = sorted(int(c) for p, c in zip(pos, concepts, strict=True) if mask[p])
-                for factor in (0, 10**9):  # every tag in one pass / each article's own tags
+                for factor in (0, 10**9):  # each article's own tags / every tag in one pass
                     monkeypatch.setattr(listing, "FEW_ARTICLES_FACTOR", factor)
                     assert sorted(listing.concepts_in(columns, mask, ancestors)) == wanted
+            newest = [p for p in columns.by_date if mask[p]]
+            for factor in (0, 10**9):  # the few sorted / the whole order filtered
+                monkeypatch.setattr(listing, "FEW_ARTICLES_FACTOR", factor)
+                assert listing.newest_first(columns, mask).tolist() == newest
 
     try:
         compare()
