@@ -10,8 +10,10 @@ They run on the entity rulers' matches (nlp/pipeline.py), in this order:
 3. Ambiguous short forms (ALL, MM, HCC...) stay only where defined or beside another cancer.
 4. A bare neoplasm noun that modifies another ("tumour suppressor", "tumor-bearing") is dropped.
 5. Cancer spans follow the annotated corpora's convention: coordinated sites are one mention
-   ("colorectal, endometrial and ovarian cancers"), and inheritance or behaviour words belong to
-   it ("hereditary breast cancer", "malignant melanoma"), while settings stay outside
+   ("colorectal, endometrial and ovarian cancers", "breast, ovarian, or other cancers"), and
+   inheritance or behaviour words belong to it, coordinated ones too ("hereditary breast
+   cancer", "familial or sporadic retinoblastoma", "malignant melanoma"; "non-hereditary breast
+   cancer" is breast cancer, not the hereditary syndrome), while settings stay outside
    ("metastatic breast cancer" is breast cancer; the setting is an attribute of the mention,
    nlp/attributes.py, and an article label).
 6. A neoplasm noun after an organ adjective the vocabulary lacks ("ampullary carcinoma") makes a
@@ -42,6 +44,8 @@ INCLUDED_MODIFIERS = frozenset({
     "attenuated", "multifocal", "multicentric", "multi-centric", "papillary", "nonpapillary",
     "non-papillary", "invasive", "noninvasive", "non-invasive",
 })
+# inheritance words that, negated ("non-hereditary"), leave the site's own cancer
+INHERITANCE = frozenset({"hereditary", "inherited", "familial"})
 # Bare neoplasm nouns: alone they name the class; before these words they name something else.
 GENERIC_NOUNS = frozenset({
     "cancer", "cancers", "tumour", "tumours", "tumor", "tumors", "neoplasm", "neoplasms",
@@ -59,6 +63,8 @@ NOT_A_MENTION_BEFORE = frozenset({
     "survivor", "care", "screening", "agency", "network",
 })
 CONJUNCTIONS = frozenset({",", "and", "or", "and/or", "/", "-", "&"})
+# words that are no organ but coordinate like one: "haematopoietic and solid tumours"
+COORDINATED_CLASSES = frozenset({"solid", "haematopoietic", "hematopoietic"})
 # organ adjectives an unknown "<adjective> carcinoma" may be built on
 _ORGAN_ADJECTIVE = re.compile(r"^[a-z]{4,}(?:al|ic|ary|ar|ine|eal|ial)$")
 NOT_AN_ORGAN = frozenset({
@@ -202,7 +208,7 @@ class ConceptRules:
 
     # 5 and 6
     def _extend(self, doc: Doc, mention: _Mention) -> _Mention:
-        start = mention.start
+        start = self._negated_inheritance(doc, mention)
         # an unknown organ or cell-type adjective before a mention that is a neoplasm noun
         # alone or one "of the <site>" ("parenchymal tumours of the kidney")
         word = doc[start].lower_
@@ -211,18 +217,66 @@ class ConceptRules:
                 and (word in GENERIC_NOUNS or _NEOPLASM_WORD.match(word)) \
                 and self._is_organ_adjective(doc[start - 1].lower_):
             start -= 1
-        # coordinated sites: "<site> (, <site>)* (and|or|/|-) <site> <noun>"
-        if self._starts_with_site(doc, start, mention.end):
-            start, others = self._coordinated(doc, start)
-            mention.also = tuple(dict.fromkeys(c for c in reversed(others) if c != mention.concept))
-        while start > 0 and doc[start - 1].lower_ in INCLUDED_MODIFIERS:
-            start -= 1
-        # "non-hereditary", written as three tokens
-        while start > 2 and doc[start - 2].text == "-" \
-                and f"{doc[start - 3].lower_}-{doc[start - 1].lower_}" in INCLUDED_MODIFIERS:
-            start -= 3
-        mention.start = start
+        # coordinated sites: "<site> (, <site>)* (and|or|/|-) <site> <noun>", and "<site>
+        # (, <site>)* (and|or) (some) other <noun>"
+        other = self._other(doc, start) if mention.end - mention.start == 1 else None
+        if other is not None or self._starts_with_site(doc, start, mention.end):
+            found, others = self._coordinated(doc, start if other is None else other)
+            if other is None or others:
+                start = found
+                mention.also = tuple(dict.fromkeys(c for c in reversed(others)
+                                                   if c != mention.concept))
+        mention.start = self._with_modifiers(doc, start)
         return mention
+
+    def _negated_inheritance(self, doc: Doc, mention: _Mention) -> int:
+        """Where MENTION starts, with a "non" or "non-" before an inheritance word it opens
+        with: "non-hereditary breast cancer" is breast cancer, not the hereditary syndrome
+        "hereditary breast cancer" names (the site after the word says which concept)."""
+        start = mention.start
+        if doc[start].lower_ not in INHERITANCE or mention.end - start < 2 or start == 0:
+            return start
+        if doc[start - 1].lower_ == "non":
+            non = start - 1
+        elif start > 1 and doc[start - 1].text == "-" and doc[start - 2].lower_ == "non":
+            non = start - 2
+        else:
+            return start
+        for end in range(mention.end - 1, start + 1, -1):
+            concept = self.sites.get(doc[start + 1:end].text.lower())
+            if concept is not None:
+                mention.concept = concept
+                break
+        return non
+
+    @staticmethod
+    def _other(doc: Doc, start: int) -> int | None:
+        """Where "other" or "some other" begins before START, if it does."""
+        if start > 0 and doc[start - 1].lower_ == "other":
+            return start - 2 if start > 1 and doc[start - 2].lower_ == "some" else start - 1
+        return None
+
+    @staticmethod
+    def _with_modifiers(doc: Doc, start: int) -> int:
+        """START moved back over the inheritance and behaviour words before it, coordinated
+        ones too: "familial or sporadic bilateral retinoblastoma", "hereditary and non
+        hereditary retinoblastoma"."""
+        while start > 0:
+            before = doc[start - 1].lower_
+            if before in INCLUDED_MODIFIERS:
+                start -= 1
+            elif before == "non" and doc[start].lower_ in INCLUDED_MODIFIERS:
+                start -= 1
+            elif start > 2 and doc[start - 2].text == "-" \
+                    and f"{doc[start - 3].lower_}-{before}" in INCLUDED_MODIFIERS:
+                start -= 3  # "non-hereditary", written as three tokens
+            elif start > 1 and before in ("and", "or", "and/or") \
+                    and (doc[start].lower_ in INCLUDED_MODIFIERS or doc[start].lower_ == "non") \
+                    and doc[start - 2].lower_ in INCLUDED_MODIFIERS:
+                start -= 2
+            else:
+                return start
+        return start
 
     @staticmethod
     def _is_organ_adjective(word: str) -> bool:
@@ -234,7 +288,8 @@ class ConceptRules:
             if doc[start + width - 1].whitespace_ and \
                     doc[start:start + width].text.lower() in self.sites:
                 return True
-        return end - start > 1 and self._is_organ_adjective(doc[start].lower_)
+        return end - start > 1 and (self._is_organ_adjective(doc[start].lower_)
+                                    or doc[start].lower_ in COORDINATED_CLASSES)
 
     def _coordinated(self, doc: Doc, start: int) -> tuple[int, list[str]]:
         """Where a run of coordinated organ words before START begins, and their concepts."""
@@ -251,7 +306,7 @@ class ConceptRules:
                 words = doc[j - width:j].text.lower()
                 concept = self.sites.get(words)
                 if concept is None and width == 1 and (
-                        self._is_organ_adjective(words) or words in ("solid", "haematopoietic")):
+                        self._is_organ_adjective(words) or words in COORDINATED_CLASSES):
                     concept = ""
                 if concept is not None:
                     position = j - width

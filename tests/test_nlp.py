@@ -200,6 +200,14 @@ def test_coordinated_sites_are_one_mention_with_every_concept():
     assert entity.text == "breast and/or ovarian cancer" and entity.also == ("breast-cancer",)
     counts = annotate("breast and ovarian cancer").mention_counts()
     assert counts == {"ovarian-cancer": 1, "breast-cancer": 1}
+    # "... and (some) other cancers" keeps the sites, the noun names the class
+    assert _cancers("a history of breast, ovarian, or other cancers") == [
+        ("breast, ovarian, or other cancers", "cancer", ("breast-cancer", "ovarian-cancer"))]
+    assert _cancers("colon and some other cancers harbour it") == [
+        ("colon and some other cancers", "cancer", ("colon-cancer",))]
+    assert _cancers("surgery and other cancers") == [("cancers", "cancer", ())]
+    assert _cancers("in hematopoietic and solid tumors") == [
+        ("hematopoietic and solid tumors", "solid-tumour", ("haematological-malignancy",))]
 
 
 def test_inheritance_words_belong_to_the_mention_and_settings_do_not():
@@ -209,6 +217,13 @@ def test_inheritance_words_belong_to_the_mention_and_settings_do_not():
         ("familial gastric cancer", "gastric-cancer", ())]
     assert _cancers("hereditary breast cancer") == [
         ("hereditary breast cancer", "hereditary-breast-and-ovarian-cancer", ())]
+    # coordinated inheritance words, and a negated one, which leaves the site's own cancer
+    assert _cancers("familial or sporadic bilateral retinoblastoma") == [
+        ("familial or sporadic bilateral retinoblastoma", "retinoblastoma", ())]
+    assert _cancers("hereditary and non hereditary retinoblastoma") == [
+        ("hereditary and non hereditary retinoblastoma", "retinoblastoma", ())]
+    assert _cancers("non-hereditary breast cancer") == [
+        ("non-hereditary breast cancer", "breast-cancer", ())]
     assert _cancers("hereditary breast or ovarian cancer") == [
         ("hereditary breast or ovarian cancer", "hereditary-breast-and-ovarian-cancer", ())]
     assert _cancers("metastatic castration-resistant prostate cancer") == [
