@@ -35,6 +35,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from db.articles import tag_terms  # noqa: E402
+from db.copy import analyze  # noqa: E402
 from db.models import Article, ArticleConcept, Concept  # noqa: E402
 from db.session import get_engine  # noqa: E402
 from webapp.cli import prepare_database  # noqa: E402
@@ -154,6 +155,7 @@ def main() -> None:
             took = time.perf_counter() - started
             print(f"{get_engine(url).dialect.name}: {args.articles:,} synthetic articles with "
                   f"their tags stored in {took:.0f} s ({args.articles / took:,.0f} articles/s)")
+        analyze(url)  # as autovacuum soon would (on PostgreSQL; it is off on some servers)
         port = free_port()
         server = subprocess.Popen(
             [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}",

@@ -69,7 +69,18 @@ def copy_database(source_url: str, target_url: str,
                     progress(len(rows))
         if writer.dialect.name == "postgresql":
             _advance_sequences(writer)
+    analyze(target_url)
     return copied
+
+
+def analyze(url: str) -> None:
+    """On PostgreSQL, gather the planner's statistics of every table after a bulk load: until
+    autovacuum does (and where it is off, never) the planner guesses thousands of rows for a
+    lookup of twenty and picks plans ten times slower. SQLite plans without them."""
+    engine = get_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE " + ", ".join(t.name for t in _tables()))
 
 
 def _advance_sequences(connection: sa.Connection) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy import select
 
 from db.articles import ArticleData, upsert_article
@@ -12,7 +13,7 @@ from db.copy import row_counts
 from db.models import Article, Subscriber
 from db.query import parse_query
 from db.search import search_articles
-from db.session import session_scope
+from db.session import get_engine, session_scope
 from db.subscriptions import confirm_subscription, secret_key
 from tests.conftest import run_cli, sqlite_url
 
@@ -46,6 +47,9 @@ def test_copy_sqlite_to_postgresql(tagged_db, pg_url):
     assert copied.stdout.startswith("copied ") and "5 articles" in copied.stdout
     assert "copying" in copied.stderr  # the progress bar
     _check_copy(tagged_db, pg_url, key)
+    with get_engine(pg_url).connect() as connection:  # the planner knows the tables' sizes
+        assert connection.scalar(sa.text(
+            "SELECT reltuples FROM pg_class WHERE oid = 'articles'::regclass")) >= 5
 
     again = run_cli("db", "copy", "--from", tagged_db, "--to", pg_url)
     assert again.returncode == 1 and "already holds data" in again.stderr
