@@ -41,6 +41,11 @@ def _start_workers(n, sources_file, db_url, *extra):
             for _ in range(n)]
 
 
+def _workers_joined(redis) -> int:
+    """How many crawler processes have registered in a shared crawl."""
+    return sum(redis.zcard(key) for key in redis.keys("immunofeed:crawl:*:workers"))
+
+
 def _finish(processes, timeout=180):
     results = []
     for p in processes:
@@ -60,9 +65,16 @@ def test_three_crawlers_split_one_crawl(sample_site, sample_sources_file, tmp_pa
                    capture_output=True)
     since = len(sample_site.requests)
     sample_site.page_delay = 0.2  # long enough for all three to be at work together
+    sample_site.pages_open.clear()  # and no page answered before the last has joined
     try:
-        results = _finish(_start_workers(3, sample_sources_file, db_url))
+        workers = _start_workers(3, sample_sources_file, db_url)
+        deadline = time.monotonic() + 120
+        while _workers_joined(shared_redis) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sample_site.pages_open.set()
+        results = _finish(workers)
     finally:
+        sample_site.pages_open.set()
         sample_site.page_delay = 0.0
     for code, _, err in results:
         assert code == 0, err

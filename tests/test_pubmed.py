@@ -109,7 +109,10 @@ def test_pubmed_crawl_stores_papers_politely(eutils, sample_site, tmp_path):
         assert q["api_key"] == ["k3y"] and q["tool"] == ["immunofeed"]
         assert q["email"] == ["ops@immunofeed.example"]
     times = [t for t, _, _ in calls]
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.09  # ≤ 10/s with a key
+    # Scrapy sends them 0.105 s apart (at most 10 a second with a key); where they arrive, a
+    # busy machine adds some milliseconds to one and not the next
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert sum(gaps) / len(gaps) >= 0.1 and min(gaps) >= 0.05, gaps
 
     with get_engine(url).connect() as c:
         rows = c.execute(sa.text("SELECT pmid, doi, pmcid, kind, body, extra, canonical_url "

@@ -47,6 +47,9 @@ class SampleSite:
         self.routes: dict[str, Callable[[dict[str, list[str]]], tuple]] = {}
         self.requests: list[tuple[float, str, dict[str, list[str]]]] = []  # (time, path, query)
         self.page_delay = 0.0  # seconds before each article page is answered (slow-site tests)
+        # cleared, article pages wait (up to a minute) until it is set again
+        self.pages_open = threading.Event()
+        self.pages_open.set()
         self._server = _Server((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -112,8 +115,10 @@ class SampleSite:
                     status, headers = site.faults[path].pop(0)
                     self._answer(status, "text/plain", b"try later", headers)
                     return
-                if "/articles/" in path and site.page_delay:
-                    time.sleep(site.page_delay)
+                if "/articles/" in path:
+                    site.pages_open.wait(60)
+                    if site.page_delay:
+                        time.sleep(site.page_delay)
                 extra: dict[str, str] = {}
                 if path in site.routes:
                     status, content_type, body, *more = site.routes[path](parse_qs(parts.query))
