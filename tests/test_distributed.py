@@ -67,7 +67,8 @@ def test_three_crawlers_split_one_crawl(sample_site, sample_sources_file, tmp_pa
     sample_site.page_delay = 0.2  # long enough for all three to be at work together
     sample_site.pages_open.clear()  # and no page answered before the last has joined
     try:
-        workers = _start_workers(3, sample_sources_file, db_url)
+        # a page held that long must not time out and be asked for again
+        workers = _start_workers(3, sample_sources_file, db_url, "-s", "DOWNLOAD_TIMEOUT=180")
         deadline = time.monotonic() + 120
         while _workers_joined(shared_redis) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -47,7 +47,7 @@ class SampleSite:
         self.routes: dict[str, Callable[[dict[str, list[str]]], tuple]] = {}
         self.requests: list[tuple[float, str, dict[str, list[str]]]] = []  # (time, path, query)
         self.page_delay = 0.0  # seconds before each article page is answered (slow-site tests)
-        # cleared, article pages wait (up to a minute) until it is set again
+        # cleared, article pages wait (up to two minutes) until it is set again
         self.pages_open = threading.Event()
         self.pages_open.set()
         self._server = _Server((host, port), self._handler())
@@ -116,7 +116,7 @@ class SampleSite:
                     self._answer(status, "text/plain", b"try later", headers)
                     return
                 if "/articles/" in path:
-                    site.pages_open.wait(60)
+                    site.pages_open.wait(120)
                     if site.page_delay:
                         time.sleep(site.page_delay)
                 extra: dict[str, str] = {}
