@@ -242,11 +242,7 @@ class ConceptRules:
             non = start - 2
         else:
             return start
-        for end in range(mention.end - 1, start + 1, -1):
-            concept = self.sites.get(doc[start + 1:end].text.lower())
-            if concept is not None:
-                mention.concept = concept
-                break
+        mention.concept = self._leading_site(doc, start + 1, mention.end) or mention.concept
         return non
 
     @staticmethod
@@ -282,12 +278,20 @@ class ConceptRules:
     def _is_organ_adjective(word: str) -> bool:
         return bool(_ORGAN_ADJECTIVE.match(word)) and word not in NOT_AN_ORGAN
 
+    def _leading_site(self, doc: Doc, start: int, end: int) -> str | None:
+        """The concept of the longest organ words doc[START:END] opens with, followed by more
+        words."""
+        for width in range(end - start - 1, 0, -1):
+            if doc[start + width - 1].whitespace_:
+                concept = self.sites.get(doc[start:start + width].text.lower())
+                if concept is not None:
+                    return concept
+        return None
+
     def _starts_with_site(self, doc: Doc, start: int, end: int) -> bool:
         """Whether the mention doc[START:END] opens with organ words followed by more words."""
-        for width in range(1, end - start):
-            if doc[start + width - 1].whitespace_ and \
-                    doc[start:start + width].text.lower() in self.sites:
-                return True
+        if self._leading_site(doc, start, end) is not None:
+            return True
         return end - start > 1 and (self._is_organ_adjective(doc[start].lower_)
                                     or doc[start].lower_ in COORDINATED_CLASSES)
 
