@@ -213,9 +213,7 @@ def co_occurring(session: Session, concept_ids: set[int], limit: int = 12,
         columns, table = index
         tagged = listing.concept_mask(columns, concept_ids) & columns.visible
         shared = listing.concepts_in(columns, tagged, ancestors=False)
-        dropped = [int(c) for c in concept_ids | set(leave_out)]
-        left_out = np.zeros(max([table.size, columns.concept_bound, *dropped]) + 1, dtype=bool)
-        left_out[dropped] = True
+        left_out = listing.concept_lookup(columns, concept_ids | set(leave_out))
         counts = np.bincount(shared[~left_out[shared]], minlength=table.size)
         ranked = sorted(((table.rows[int(cid)], int(counts[cid]))
                          for cid in np.flatnonzero(counts)),

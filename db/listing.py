@@ -443,9 +443,15 @@ def tags_of(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
         for concept_id in wanted[1:]:
             found |= columns.tag_concepts == concept_id
         return found
+    return concept_lookup(columns, wanted)[columns.tag_concepts]
+
+
+def concept_lookup(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
+    """A table indexed by concept id, True at CONCEPT_IDS; it covers every concept tagged."""
+    wanted = [int(c) for c in concept_ids]
     table = np.zeros(max(max(wanted, default=0) + 1, columns.concept_bound), dtype=bool)
     table[wanted] = True
-    return table[columns.tag_concepts]
+    return table
 
 
 # Few articles: fewer than the tags (concepts_in) or all articles (newest_first) by this
@@ -468,7 +474,6 @@ def concepts_in(columns: Columns, mask: np.ndarray, ancestors: bool = True) -> n
     lengths = np.searchsorted(pos, positions, side="right") - starts
     offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
     return concepts[offsets + np.arange(int(lengths.sum()))]
-
 
 
 def members(columns: Columns, ids: np.ndarray) -> np.ndarray:
