@@ -118,6 +118,9 @@ def parse_query(raw: str | None) -> ParsedQuery:
     return query
 
 
+TEXT_FILTER = "{title summary body}"  # FTS5 column filter: the columns readers' words match
+
+
 def _fts5_string(term: Term) -> str:
     return '"' + term.text.replace('"', '""') + '"' + ("*" if term.prefix else "")
 
@@ -132,8 +135,18 @@ def to_fts5(query: ParsedQuery, concepts: list[set[int]] | None = None) -> str:
     expr = " AND ".join(groups)
     for term in query.excluded:
         expr = f"({expr}) NOT {_fts5_string(term)}"
-    expr = "{title summary body} : (" + expr + ")"
+    expr = TEXT_FILTER + " : (" + expr + ")"
     for ids in concepts or []:
         if ids:  # no concept at all: the caller knows nothing matches
             expr += " AND tag_terms : (" + " OR ".join(f'"c{c}"' for c in sorted(ids)) + ")"
     return expr
+
+
+def fts5_phrases(query: ParsedQuery, concepts: list[set[int]] | None = None
+                 ) -> tuple[list[str], int]:
+    """The phrases of to_fts5(QUERY, CONCEPTS) in the order FTS5 numbers them: the text
+    phrases, each as a MATCH expression of its own over the text columns, then how many
+    concept phrases follow."""
+    terms = [*(t for group in query.groups for t in group), *query.excluded]
+    return ([f"{TEXT_FILTER} : {_fts5_string(t)}" for t in terms],
+            sum(len(ids) for ids in concepts or [] if ids))

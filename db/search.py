@@ -9,22 +9,24 @@ backend gets a plain substring match.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
+import apsw
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
-from db import listing
+from db import fts_rank, listing
 from db.concepts import ancestor_chains, with_descendants
 from db.dates import article_date, date_text
 from db.models import Article, ArticleConcept, Concept, Source
-from db.query import ParsedQuery, Term, to_fts5
+from db.query import ParsedQuery, Term, fts5_phrases, to_fts5
 
 # Private-use characters mark highlights in snippets; the web layer escapes the text and then
 # turns them into <mark>, so crawled text never reaches a page unescaped.
@@ -32,6 +34,8 @@ MARK_START, MARK_END = "\ue000", "\ue001"
 TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT = 10.0, 4.0, 1.0
 TAGS_WEIGHT = 0.0  # concept tokens (db/fts_sqlite.py) filter, never rank
 MAX_PER_PAGE = 100
+
+log = logging.getLogger(__name__)
 
 _fts = sa.table("article_fts", sa.column("rowid"))
 _fts_col = sa.literal_column("article_fts")
@@ -249,10 +253,10 @@ RANKED_MATCHES = 10_000
 
 
 def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
-           concepts: list[set[int]]) -> list[tuple[int, float]]:
+           concepts: list[set[int]], articles: int) -> list[tuple[int, float]]:
     """(id, rank: lower is better) of each of IDS (ascending) that matches QUERY (and is tagged
     with one of each set of CONCEPTS: on SQLite the full-text index then walks only the
-    articles under the concepts)."""
+    articles under the concepts). ARTICLES: how many articles there are."""
     if not len(ids):
         return []
     if session.get_bind().dialect.name == "postgresql":
@@ -260,6 +264,14 @@ def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
         return [(article_id, float(rank)) for article_id, rank in session.execute(
             select(Article.id, -func.ts_rank_cd(_vector, _pg_tsquery(query.groups)))
             .where(Article.id == sa.any_(wanted), _pg_match(query)))]
+    match = to_fts5(query, concepts)
+    weights = (TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT, TAGS_WEIGHT)
+    ranker = fts_rank.ranker(session.get_bind().url.database)
+    if ranker is not None:
+        try:
+            return ranker.rank(match, *fts5_phrases(query, concepts), ids, articles, weights)
+        except (apsw.Error, ValueError) as error:  # ranked below as before, and said so
+            log.warning("ranking through a second connection failed (%s); using bm25", error)
     cursor = session.connection().connection.driver_connection.cursor()
     # The candidates go in as one JSON array, which SQLite reads into the IN list's own index
     # (a fifth of the time of inserting 10,000 rows into a temporary table). +rowid: they
@@ -269,8 +281,8 @@ def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
         "SELECT rowid, bm25(article_fts, ?, ?, ?, ?) FROM article_fts "
         "WHERE article_fts MATCH ? AND rowid BETWEEN ? AND ? "
         "AND +rowid IN (SELECT value FROM json_each(?))",
-        (TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT, TAGS_WEIGHT, to_fts5(query, concepts),
-         int(ids[0]), int(ids[-1]), "[" + ",".join(map(str, ids.tolist())) + "]")).fetchall()
+        (*weights, match, int(ids[0]), int(ids[-1]),
+         "[" + ",".join(map(str, ids.tolist())) + "]")).fetchall()
 
 
 def _matching_ids(session: Session, query: ParsedQuery, concepts: list[set[int]]
@@ -318,7 +330,7 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
     ranked: list[tuple[int, float]] = []
     if by_rank and mask.sum() <= RANKED_MATCHES:
         # few enough candidates to rank them all: one pass finds and ranks their matches
-        ranked = _ranks(session, query, columns.ids[mask], concept_sets)
+        ranked = _ranks(session, query, columns.ids[mask], concept_sets, len(columns.ids))
         mask = listing.members(columns, np.array([r[0] for r in ranked], dtype=np.int64))
     elif not query.is_empty:
         mask &= listing.members(columns, _matching_ids(session, query, concept_sets))
@@ -326,7 +338,7 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
     ordered = listing.newest_first(columns, mask)
     if by_rank and total > RANKED_MATCHES and offset < RANKED_MATCHES:
         ranked = _ranks(session, query, np.sort(columns.ids[ordered[:RANKED_MATCHES]]),
-                        concept_sets)
+                        concept_sets, len(columns.ids))
     if by_rank and offset < len(ranked):
         ids = np.array([row[0] for row in ranked], dtype=np.int64)
         published = columns.published[np.searchsorted(columns.ids, ids)]
