@@ -380,8 +380,7 @@ def _listed_facets(session: Session, columns: listing.Columns, concepts: listing
     by_kind = sorted((-int(n), listing.KINDS[code]) for code, n in enumerate(kinds) if n)
     if by_kind:
         result["KIND"] = [FacetValue("KIND", kind, kind, -n) for n, kind in by_kind[:limit]]
-    source_ids, source_counts = np.unique(columns.source[mask & (columns.source >= 0)],
-                                          return_counts=True)
+    source_ids, source_counts = _value_counts(columns.source[mask & (columns.source >= 0)])
     if len(source_ids):
         names = dict(session.execute(select(Source.id, Source.name).where(
             Source.id.in_([int(i) for i in source_ids]))).all())
@@ -389,11 +388,26 @@ def _listed_facets(session: Session, columns: listing.Columns, concepts: listing
                                                                        strict=True)
                            if int(i) in names)
         result["SOURCE"] = [FacetValue("SOURCE", name, name, -n) for n, name in by_source[:limit]]
-    years, year_counts = np.unique(columns.year[mask], return_counts=True)
+    years, year_counts = _value_counts(columns.year[mask])
     if len(years):
         result["YEAR"] = [FacetValue("YEAR", str(y), str(y), int(n))
                           for y, n in list(zip(years, year_counts, strict=True))[::-1][:limit]]
     return result
+
+
+def _value_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct VALUES (integers), ascending, and how often each occurs: a count per value
+    between the least and the greatest, where np.unique would sort them all (at a million
+    articles, 2 ms against 44 ms for their sources)."""
+    if not len(values):
+        return values, values
+    low = int(values.min())
+    span = int(values.max()) - low + 1
+    if span > 4 * len(values) + 1024:  # few values spread wide: sorting them is cheaper
+        return np.unique(values, return_counts=True)
+    counts = np.bincount((values - low).astype(np.int64), minlength=span)
+    present = np.flatnonzero(counts)
+    return present + low, counts[present]
 
 
 def search_articles(

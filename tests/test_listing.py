@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import delete, select, update
 
 from db import listing, search
@@ -409,3 +411,12 @@ def test_the_tags_of_few_articles_are_those_a_pass_over_every_tag_finds(tmp_path
         _concept_views_match(reader)
     finally:
         reader.close()
+
+
+@given(st.lists(st.integers(-3000, 3000) | st.integers(-2**40, 2**40), max_size=60))
+def test_value_counts_are_what_sorting_all_values_counts(values):
+    array = np.array(values, dtype=np.int64)
+    found, counts = search._value_counts(array)  # noqa: SLF001
+    expected, expected_counts = np.unique(array, return_counts=True)
+    assert found.tolist() == expected.tolist()
+    assert counts.tolist() == expected_counts.tolist()
