@@ -15,7 +15,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-import apsw
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import func, select
@@ -266,12 +265,14 @@ def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
             .where(Article.id == sa.any_(wanted), _pg_match(query)))]
     match = to_fts5(query, concepts)
     weights = (TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT, TAGS_WEIGHT)
-    ranker = fts_rank.ranker(session.get_bind().url.database)
-    if ranker is not None:
-        try:
-            return ranker.rank(match, *fts5_phrases(query, concepts), ids, articles, weights)
-        except (apsw.Error, ValueError) as error:  # ranked below as before, and said so
-            log.warning("ranking through a second connection failed (%s); using bm25", error)
+    try:
+        ranked = fts_rank.ranking_process.rank(session.get_bind().url.database, match,
+                                               *fts5_phrases(query, concepts), ids, articles,
+                                               weights)
+        if ranked is not None:
+            return ranked
+    except fts_rank.RankingError as error:  # ranked below, and said so
+        log.warning("the ranking process failed (%s); ranking with bm25 here", error)
     cursor = session.connection().connection.driver_connection.cursor()
     # The candidates go in as one JSON array, which SQLite reads into the IN list's own index
     # (a fifth of the time of inserting 10,000 rows into a temporary table). +rowid: they
