@@ -1,7 +1,9 @@
 """Search and listing of articles: full text, concept filters (parents include children),
 facet counts and highlighted snippets.
 
-SQLite uses the FTS5 index kept by triggers (bm25, title weighted above summary above body);
+SQLite uses the FTS5 index kept by triggers (bm25, title weighted above summary above body; a
+few candidates are scored by the same formula in db/fts_rank.py's ranking process, with word
+counts kept between searches);
 PostgreSQL a weighted tsvector column (title A, summary B, body C) the database keeps itself,
 under a GIN index (migration 0005), ranked by ts_rank_cd, snippets by ts_headline. Any other
 backend gets a plain substring match.
