@@ -165,7 +165,10 @@ def _serve(pipe: Connection) -> None:
             answer = ("ok", _open(databases, path).rank(*request))
         except Exception as error:  # noqa: BLE001 - told to the caller, which ranks by itself
             answer = ("error", f"{type(error).__name__}: {error}")
-        pipe.send(answer)
+        try:
+            pipe.send(answer)
+        except OSError:  # the web process went away while this one ranked
+            return
 
 
 class RankingError(Exception):
