@@ -275,16 +275,9 @@ def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
     except fts_rank.RankingError as error:  # ranked below, and said so
         log.warning("the ranking process failed (%s); ranking with bm25 here", error)
     cursor = session.connection().connection.driver_connection.cursor()
-    # The candidates go in as one JSON array, which SQLite reads into the IN list's own index
-    # (a fifth of the time of inserting 10,000 rows into a temporary table). +rowid: they
-    # filter the full-text matches rather than drive the lookup (FTS5 would otherwise run the
-    # whole query again for each candidate).
     return cursor.execute(
-        "SELECT rowid, bm25(article_fts, ?, ?, ?, ?) FROM article_fts "
-        "WHERE article_fts MATCH ? AND rowid BETWEEN ? AND ? "
-        "AND +rowid IN (SELECT value FROM json_each(?))",
-        (*weights, match, int(ids[0]), int(ids[-1]),
-         "[" + ",".join(map(str, ids.tolist())) + "]")).fetchall()
+        f"SELECT rowid, bm25(article_fts, ?, ?, ?, ?) {fts_rank.MATCHES_AMONG}",
+        (*weights, match, *fts_rank.among(ids.tolist()))).fetchall()
 
 
 def _pg_among(ids: np.ndarray) -> sa.ColumnElement[bool]:
@@ -298,10 +291,10 @@ def _pg_among(ids: np.ndarray) -> sa.ColumnElement[bool]:
 def _matching_ids(session: Session, query: ParsedQuery, concepts: list[set[int]],
                   within: np.ndarray | None = None) -> np.ndarray:
     """The ids of every article QUERY's words match, as one string of the database's making:
-    a search may match 100,000 articles, and a row each costs more than the matching. WITHIN:
-    the only ids that can be wanted, where that is a small part of all (on PostgreSQL, which
-    then reads only their rows instead of every match: 45,000 of a million articles, 820 ->
-    200 ms; SQLite's index holds the concepts and gains nothing)."""
+    a search may match 100,000 articles, and a row each costs more than the matching. WITHIN
+    (PostgreSQL only): the only ids that can be wanted, a small part of all; it then reads
+    only their rows instead of every match (45,000 of a million articles: 820 -> 200 ms).
+    SQLite's index holds the concepts and would gain nothing."""
     if session.get_bind().dialect.name == "postgresql":
         stmt = select(func.string_agg(sa.cast(Article.id, sa.Text), ",")).where(
             _pg_match(query))
@@ -344,13 +337,14 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
         mask &= listing.concept_mask(columns, ids)
     offset = (page - 1) * per_page
     ranked: list[tuple[int, float]] = []
-    if by_rank and mask.sum() <= RANKED_MATCHES:
+    candidates = int(mask.sum())
+    if by_rank and candidates <= RANKED_MATCHES:
         # few enough candidates to rank them all: one pass finds and ranks their matches
         ranked = _ranks(session, query, columns.ids[mask], concept_sets, len(columns.ids))
         mask = listing.members(columns, np.array([r[0] for r in ranked], dtype=np.int64))
     elif not query.is_empty:
-        candidates = int(mask.sum())
-        within = columns.ids[mask] if candidates * 4 < len(columns.ids) else None
+        within = (columns.ids[mask] if candidates * 4 < len(columns.ids)
+                  and session.get_bind().dialect.name == "postgresql" else None)
         mask &= listing.members(columns, _matching_ids(session, query, concept_sets, within))
     total = int(mask.sum())
     ordered = listing.newest_first(columns, mask)
