@@ -6,8 +6,9 @@ segments are quoted exactly as url_for quotes them (tests/test_webapp.py compare
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus
 
 from flask import g, url_for
 
@@ -25,15 +26,23 @@ def _base(endpoint: str, **values: Any) -> str:
     return found
 
 
+@lru_cache(maxsize=4096)
+def _parameter(name: str, value: str) -> str:
+    """NAME=VALUE as urlencode writes it: a page repeats the same few (its query, the concepts'
+    slugs) and so do the pages after it."""
+    return f"{quote_plus(name, _QUERY_SAFE)}={quote_plus(value, _QUERY_SAFE)}"
+
+
 def search_url(args: Mapping[str, Any] | None = None, **more: Any) -> str:
     """url_for("site.search", **args, **more): values that are None are left out, lists
     repeat their parameter."""
-    items = [(name, item) for name, value in {**(args or {}), **more}.items()
-             if value is not None
-             for item in (value if isinstance(value, (list, tuple)) else (value,))
-             if item is not None]
+    query = "&".join(
+        _parameter(str(name), str(item)) for name, value in {**(args or {}), **more}.items()
+        if value is not None
+        for item in (value if isinstance(value, (list, tuple)) else (value,))
+        if item is not None)
     path = _base("site.search")
-    return f"{path}?{urlencode(items, safe=_QUERY_SAFE)}" if items else path
+    return f"{path}?{query}" if query else path
 
 
 def concept_url(kind: str, slug: str) -> str:
