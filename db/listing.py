@@ -82,6 +82,13 @@ class Columns:
     # concept page asks for the same one three times)
     concept_bound: int = field(init=False, repr=False)
     masks: dict[frozenset[int], np.ndarray] = field(init=False, repr=False, compare=False)
+    # the distinct sources (ascending, -1 for none) and each article's place among them; the
+    # same for years: facets count these codes
+    source_values: np.ndarray = field(init=False, repr=False)
+    source_code: np.ndarray = field(init=False, repr=False)
+    year_values: np.ndarray = field(init=False, repr=False)
+    year_code: np.ndarray = field(init=False, repr=False)
+    listed_tally: list[Tally] = field(init=False, repr=False, compare=False)  # one, once asked
 
     def __post_init__(self) -> None:
         # tags in article order, so the tags of a few articles are found by binary search
@@ -97,10 +104,15 @@ class Columns:
         by_date = np.lexsort((-self.ids, -self.published, self.published == 0))
         date_rank = np.empty(len(by_date), dtype=np.int64)
         date_rank[by_date] = np.arange(len(by_date))
+        year = month // 12 + 1970
+        source_values, source_code = np.unique(self.source, return_inverse=True)
+        year_values, year_code = np.unique(year, return_inverse=True)
         derived = {
-            "by_date": by_date, "date_rank": date_rank,
-            "month": month, "year": month // 12 + 1970,
+            "by_date": by_date, "date_rank": date_rank, "month": month, "year": year,
             "concept_bound": int(self.tag_concepts.max(initial=0)) + 1, "masks": {},
+            "source_values": source_values, "source_code": source_code.astype(np.int32),
+            "year_values": year_values, "year_code": year_code.astype(np.int32),
+            "listed_tally": [],
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -474,6 +486,44 @@ def concepts_in(columns: Columns, mask: np.ndarray, ancestors: bool = True) -> n
     lengths = np.searchsorted(pos, positions, side="right") - starts
     offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
     return concepts[offsets + np.arange(int(lengths.sum()))]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How many articles of a set have each concept (with its descendants', as concepts_in),
+    kind (by code, KINDS' and then 'other'), source and year (by the Columns' codes)."""
+    concepts: np.ndarray
+    kinds: np.ndarray
+    sources: np.ndarray
+    years: np.ndarray
+
+    def __sub__(self, other: Tally) -> Tally:
+        return Tally(*(mine - theirs for mine, theirs in zip(
+            (self.concepts, self.kinds, self.sources, self.years),
+            (other.concepts, other.kinds, other.sources, other.years), strict=True)))
+
+
+def tally(columns: Columns, mask: np.ndarray, concept_size: int) -> Tally:
+    """The Tally of the articles in MASK. CONCEPT_SIZE: at least one more than the largest
+    concept id. When MASK holds most of the listed articles (a search for a common word), the
+    listed articles' tally (counted once per state of the index) less that of the few listed
+    ones outside MASK: counting every tag of a million articles takes tens of milliseconds."""
+    listed = columns.listed
+    size = max(concept_size, columns.concept_bound)
+    matches = int(np.count_nonzero(mask))
+    if matches * 2 > len(columns) and matches == int(np.count_nonzero(mask & listed)):
+        if not columns.listed_tally or len(columns.listed_tally[0].concepts) != size:
+            columns.listed_tally[:] = [_count(columns, listed, size)]
+        return columns.listed_tally[0] - _count(columns, listed & ~mask, size)
+    return _count(columns, mask, size)
+
+
+def _count(columns: Columns, mask: np.ndarray, concept_size: int) -> Tally:
+    return Tally(np.bincount(concepts_in(columns, mask), minlength=concept_size),
+                 np.bincount(columns.kind[mask] % (len(KINDS) + 1),  # other (-1): the last
+                             minlength=len(KINDS) + 1),
+                 np.bincount(columns.source_code[mask], minlength=len(columns.source_values)),
+                 np.bincount(columns.year_code[mask], minlength=len(columns.year_values)))
 
 
 def members(columns: Columns, ids: np.ndarray) -> np.ndarray:

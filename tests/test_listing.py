@@ -6,8 +6,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from sqlalchemy import delete, select, update
 
 from db import listing, search
@@ -413,10 +411,25 @@ def test_the_tags_of_few_articles_are_those_a_pass_over_every_tag_finds(tmp_path
         reader.close()
 
 
-@given(st.lists(st.integers(-3000, 3000) | st.integers(-2**40, 2**40), max_size=60))
-def test_value_counts_are_what_sorting_all_values_counts(values):
-    array = np.array(values, dtype=np.int64)
-    found, counts = search._value_counts(array)  # noqa: SLF001
-    expected, expected_counts = np.unique(array, return_counts=True)
-    assert found.tolist() == expected.tolist()
-    assert counts.tolist() == expected_counts.tolist()
+def test_facets_of_most_articles_counted_from_the_few_outside_are_the_same(tmp_path):
+    """A search matching most listed articles counts its facets as every listed article's
+    counts less those of the listed ones it does not match: the same numbers as counting
+    its matches one by one, whatever the share matched."""
+    url = _db(tmp_path)
+    _fill(url, 90)
+    session = new_session(url)
+    try:
+        columns, concepts = listing.listing_for(session)
+        size = max(concepts.size, columns.concept_bound)
+        rng = np.random.default_rng(5)
+        for share in (0.0, 0.2, 0.6, 0.9, 0.99, 1.0):
+            for _ in range(4):
+                drawn = rng.random(len(columns)) < share
+                for mask in (columns.listed & drawn, drawn):  # within the listed ones, or not
+                    found = listing.tally(columns, mask, concepts.size)
+                    direct = listing._count(columns, mask, size)  # noqa: SLF001
+                    for name in ("concepts", "kinds", "sources", "years"):
+                        assert getattr(found, name).tolist() == getattr(direct, name).tolist()
+        assert columns.listed_tally  # the listed articles' counts were taken, and used
+    finally:
+        session.close()
