@@ -12,15 +12,16 @@ from db.query import MAX_QUERY_CHARS, MAX_TERMS, Term, parse_query, to_fts5
 def test_words_are_anded_and_phrases_kept():
     q = parse_query('pembrolizumab "lung cancer"')
     assert q.groups == [[Term("pembrolizumab")], [Term("lung cancer")]]
-    assert to_fts5(q) == '{title summary body} : ("pembrolizumab" AND "lung cancer")'
+    assert to_fts5(q) == '"pembrolizumab" AND "lung cancer"'
+    # a word that could be a concept token is kept to the text columns
+    assert to_fts5(parse_query("C12 ok")) == '{title summary body} : "C12" AND "ok"'
 
 
 def test_or_joins_neighbours_and_not_excludes():
     q = parse_query("melanoma OR glioblastoma -mouse NOT rat")
     assert q.groups == [[Term("melanoma"), Term("glioblastoma")]]
     assert q.excluded == [Term("mouse"), Term("rat")]
-    assert to_fts5(q) == ('{title summary body} : '
-                          '(((("melanoma" OR "glioblastoma")) NOT "mouse") NOT "rat")')
+    assert to_fts5(q) == '((("melanoma" OR "glioblastoma")) NOT "mouse") NOT "rat"'
 
 
 def test_prefix_and_quotes_inside_terms():
@@ -100,6 +101,41 @@ def test_search_matches_as_expected(fts):
     assert hits("melanoma OR lung") == 1
     assert hits("cancers") == 1  # stemmed
     assert hits("c12") == 0  # concept tokens are never the reader's words
+
+
+TAG_ROWS = ["c1", "c12", "c12 c7", "c7 c12 c3", "c3"]
+
+
+@pytest.fixture(scope="module")
+def tagged_fts():
+    """Rows whose text holds words like concept tokens, and whose tags hold such tokens."""
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE VIRTUAL TABLE t USING fts5(title, summary, body, tag_terms, "
+                       "tokenize='porter unicode61 remove_diacritics 2')")
+    texts = ["c12 cases", "Ç7 ç12", "c1s and c3-c7", "cancer", "c 12", "c12℡c7", "c_12 c12s"]
+    for i, text in enumerate(texts * 2):
+        connection.execute("INSERT INTO t VALUES (?, '', ?, ?)",
+                           ("", text if i < len(texts) else "", TAG_ROWS[i % len(TAG_ROWS)]))
+    return connection
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["c12", "C12", "ç12", "c12s", "c1*", "c*", "c", "12", "c7",
+                                 '"c7 c12"', '"c12 c7"', "c3-c7", "c_12", "c12℡c7", "Ç7",
+                                 "cancer", "cases", "OR", "-c3", "-cancer", "c1s", "ca*"]),
+                min_size=1, max_size=4))
+def test_words_like_concept_tokens_match_only_the_text(tagged_fts, parts):
+    """Words left without the text-columns filter (most) match exactly what they matched
+    with it: none of them can match a concept token."""
+    q = parse_query(" ".join(parts))
+    if q.is_empty:
+        return
+
+    def rows(expression):
+        return tagged_fts.execute("SELECT rowid FROM t WHERE t MATCH ? ORDER BY rowid",
+                                  (expression,)).fetchall()
+
+    assert rows(to_fts5(q)) == rows("{title summary body} : (" + to_fts5(q) + ")")
 
 
 def test_concept_sets_narrow_the_expression(fts):
