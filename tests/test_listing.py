@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import delete, select, update
 
 from db import listing, search
@@ -433,3 +435,27 @@ def test_facets_of_most_articles_counted_from_the_few_outside_are_the_same(tmp_p
         assert columns.listed_tally  # the listed articles' counts were taken, and used
     finally:
         session.close()
+
+
+def _columns(ids: list[int]) -> listing.Columns:
+    n = len(ids)
+    zeros = np.zeros(n, dtype=np.int64)
+    return listing.Columns(
+        ids=np.array(ids, dtype=np.int64), kind=np.zeros(n, dtype=np.int8), source=zeros - 1,
+        date=zeros, published=zeros, added=zeros, listed=np.ones(n, dtype=bool),
+        visible=np.ones(n, dtype=bool), tag_pos=np.zeros(0, dtype=np.int32),
+        tag_concepts=np.zeros(0, dtype=np.int32), up_pos=np.zeros(0, dtype=np.int32),
+        up_concepts=np.zeros(0, dtype=np.int32))
+
+
+@given(st.sets(st.integers(1, 3000), max_size=200) | st.sets(st.integers(1, 2**40), max_size=50),
+       st.lists(st.integers(0, 3100), max_size=300),
+       st.lists(st.integers(-2**41, 2**41), max_size=3))
+def test_members_are_the_indexed_ids_among_those_asked_for(held, asked, far):
+    """Whether by the table of positions (dense ids) or by binary search (sparse ones, or ids
+    outside the table)."""
+    columns = _columns(sorted(held))
+    for ids in (asked, asked + far):
+        found = listing.members(columns, np.array(ids, dtype=np.int64))
+        assert found.shape == (len(held),)
+        assert columns.ids[found].tolist() == sorted(held & set(ids))
