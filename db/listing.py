@@ -106,8 +106,10 @@ class Columns:
                 order = np.argsort(pos, kind="stable")
                 object.__setattr__(self, pos_name, pos[order])
                 object.__setattr__(self, concept_name, getattr(self, concept_name)[order])
-            object.__setattr__(self, pos_name.replace("_pos", "_start"), np.searchsorted(
-                getattr(self, pos_name), np.arange(len(self.ids) + 1, dtype=pos.dtype)))
+            pos = getattr(self, pos_name)
+            starts = np.searchsorted(pos, np.arange(len(self.ids) + 1, dtype=pos.dtype))
+            object.__setattr__(self, pos_name.replace("_pos", "_start"),
+                               starts.astype(np.int32) if len(pos) < 2**31 else starts)
         month = self.date.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)
         # dated articles by date, then undated ones, each by id descending (as SQL lists)
         by_date = np.lexsort((-self.ids, -self.published, self.published == 0))
