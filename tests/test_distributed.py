@@ -36,14 +36,18 @@ def shared_redis():
 def _start_workers(n, sources_file, db_url, *extra):
     env = cli_env(db_url, REDIS_URL=REDIS_URL)
     return [subprocess.Popen([IMMUNOFEED, "crawl", "--sources", str(sources_file), "-v", *FAST,
-                              "-s", "CONCURRENT_REQUESTS=2", *extra],
+                              "-s", f"CONCURRENT_REQUESTS={PER_WORKER}", *extra],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(n)]
 
 
-def _workers_joined(redis) -> int:
-    """How many crawler processes have registered in a shared crawl."""
-    return sum(redis.zcard(key) for key in redis.keys("immunofeed:crawl:*:workers"))
+PER_WORKER = 2  # requests each worker has in flight at most (CONCURRENT_REQUESTS)
+
+
+def _article_requests(site, since) -> int:
+    """Article pages asked for since SINCE (held ones included: a request is recorded when it
+    arrives)."""
+    return sum("/articles/" in path for _, path, _ in site.requests[since:])
 
 
 def _finish(processes, timeout=180):
@@ -64,13 +68,17 @@ def test_three_crawlers_split_one_crawl(sample_site, sample_sources_file, tmp_pa
     subprocess.run([IMMUNOFEED, "init-db"], env=cli_env(db_url), check=True,
                    capture_output=True)
     since = len(sample_site.requests)
-    sample_site.page_delay = 0.2  # long enough for all three to be at work together
-    sample_site.pages_open.clear()  # and no page answered before the last has joined
+    sample_site.page_delay = 0.2
+    # no article page is answered until the site holds as many as all three workers can have
+    # in flight: then each is at work on some (a late starter on a busy machine otherwise
+    # found the queue emptied by the other two)
+    sample_site.pages_open.clear()
     try:
         # a page held that long must not time out and be asked for again
         workers = _start_workers(3, sample_sources_file, db_url, "-s", "DOWNLOAD_TIMEOUT=180")
         deadline = time.monotonic() + 120
-        while _workers_joined(shared_redis) < 3 and time.monotonic() < deadline:
+        while (_article_requests(sample_site, since) < 3 * PER_WORKER
+               and time.monotonic() < deadline):
             time.sleep(0.05)
         sample_site.pages_open.set()
         results = _finish(workers)
