@@ -168,7 +168,7 @@ def count_visible_tagged(session: Session, concept_ids: set[int]) -> int:
     index = listing.listing_for(session)
     if index is not None:
         columns, _ = index
-        return int((listing.concept_mask(columns, concept_ids) & columns.visible).sum())
+        return int(np.count_nonzero(listing.concept_mask(columns, concept_ids) & columns.visible))
     tagged = _visible_tagged(concept_ids).subquery()
     return session.scalar(select(func.count()).select_from(tagged)) or 0
 

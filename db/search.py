@@ -339,7 +339,7 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
         mask &= listing.concept_mask(columns, ids)
     offset = (page - 1) * per_page
     ranked: list[tuple[int, float]] = []
-    candidates = int(mask.sum())
+    candidates = int(np.count_nonzero(mask))
     if by_rank and candidates <= RANKED_MATCHES:
         # few enough candidates to rank them all: one pass finds and ranks their matches
         ranked = _ranks(session, query, columns.ids[mask], concept_sets, len(columns.ids))
@@ -348,7 +348,7 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
         within = (columns.ids[mask] if candidates * 4 < len(columns.ids)
                   and session.get_bind().dialect.name == "postgresql" else None)
         mask &= listing.members(columns, _matching_ids(session, query, concept_sets, within))
-    total = int(mask.sum())
+    total = int(np.count_nonzero(mask))
     ordered = listing.newest_first(columns, mask)
     if by_rank and total > RANKED_MATCHES and offset < RANKED_MATCHES:
         ranked = _ranks(session, query, np.sort(columns.ids[ordered[:RANKED_MATCHES]]),
