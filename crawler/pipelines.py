@@ -20,7 +20,7 @@ from db.concepts import ConceptData, sync_concepts
 from db.evidence import journal_names, papers_named_in
 from db.listing import prune_changes
 from db.models import Article
-from db.session import session_scope
+from db.session import lock_schema, session_scope
 from db.sources import CrawlOutcome, get_or_create_source, record_crawl
 from db.stories import assign_story
 from nlp.relevance import kept_out
@@ -95,6 +95,21 @@ _STORED_FIELDS = sorted(
 )
 
 
+def prepare_store(database_url: str, sources: list[Any]) -> tuple[dict[str, int], list[str]]:
+    """What storing needs before a crawl: the vocabulary's concepts in the database (slug ->
+    id), the journals papers are named by, and a row for each of SOURCES (SourceConfig). Taken
+    in turns with other processes starting at the same moment (on PostgreSQL two registering
+    one new source together would otherwise fail on its unique name, and that crawler with it)."""
+    with session_scope(database_url, writer=True) as session:
+        lock_schema(session.connection())
+        concept_ids = sync_concepts(session, (concept_data(c) for c in vocabulary()))
+        journals = journal_names(session)
+        for source in sources:
+            get_or_create_source(session, source.name, source.type, source.url,
+                                 topical=source.topical)
+    return concept_ids, journals
+
+
 class StorePipeline:
     """Upsert by work (identifier or canonical URL): a re-crawl updates in place and never
     duplicates. Items are held in memory and written in batches (STORE_BATCH_ITEMS items, or
@@ -130,13 +145,8 @@ class StorePipeline:
         await until_available(self._prepare, "loading the vocabulary", self.retry_seconds)
 
     def _prepare(self) -> None:
-        spider = self.crawler.spider
-        with session_scope(self.database_url, writer=True) as session:
-            self._concept_ids = sync_concepts(session, (concept_data(c) for c in vocabulary()))
-            self._journals = journal_names(session)
-            for source in getattr(spider, "sources", []):
-                get_or_create_source(session, source.name, source.type, source.url,
-                                     topical=source.topical)
+        self._concept_ids, self._journals = prepare_store(
+            self.database_url, getattr(self.crawler.spider, "sources", []))
 
     async def process_item(self, item: ArticleItem) -> ArticleItem:
         # An item is done once written: until then the crawl is not idle, so it cannot end (or,

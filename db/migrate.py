@@ -8,9 +8,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
-from db.session import advisory_lock_key, get_engine
+from db.session import get_engine, lock_schema
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -29,9 +29,7 @@ def schema_transaction(url: str) -> Iterator[Connection]:
     of failing on each other: an advisory lock on PostgreSQL, a write lock taken up front on
     SQLite (which would otherwise refuse the second writer outright)."""
     with get_engine(url, writer=True).connect() as connection, connection.begin():
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                               {"key": advisory_lock_key("immunofeed schema")})
+        lock_schema(connection)
         yield connection
 
 

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
@@ -80,6 +80,17 @@ def get_engine(url: str | None = None, writer: bool = False) -> Engine:
 def advisory_lock_key(name: str) -> int:
     """A PostgreSQL advisory lock's 64-bit key for the lock called NAME."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def lock_schema(connection: Connection) -> None:
+    """Hold the database's schema lock until CONNECTION's transaction ends, so that processes
+    starting together (several crawlers, web workers) migrate, load the vocabulary and register
+    their sources one after the other: on PostgreSQL an advisory lock (two inserting the same
+    source at once would otherwise fail on its unique name); on SQLite a writer's transaction
+    already excludes the others."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                           {"key": advisory_lock_key("immunofeed schema")})
 
 
 def _create_engine(url: str) -> Engine:

@@ -10,8 +10,10 @@ from collections import Counter
 
 import pytest
 import redis
+import sqlalchemy as sa
 
 from crawler.samplesite import render
+from db.session import get_engine
 from tests.conftest import FAST, IMMUNOFEED, cli_env, new_db_url, stored_titles
 
 # A Redis database of this test's own, emptied before each test.
@@ -48,6 +50,13 @@ def _article_requests(site, since) -> int:
     """Article pages asked for since SINCE (held ones included: a request is recorded when it
     arrives)."""
     return sum("/articles/" in path for _, path, _ in site.requests[since:])
+
+
+def _summary(log: str) -> list[str]:
+    """What a worker's log says of its part in the shared crawl (for a failure's message)."""
+    return [line.strip()[-160:] for line in log.splitlines()
+            if "shared crawl" in line or "request_count" in line or "item_scraped" in line
+            or "finish_reason" in line or "elapsed_time" in line or "start_time" in line]
 
 
 def _finish(processes, timeout=180):
@@ -100,7 +109,7 @@ def test_three_crawlers_split_one_crawl(sample_site, sample_sources_file, tmp_pa
     # the work was split: every process stored some of the articles, together all of them
     new_counts = [int(out.split(" new,")[0].rsplit(" ", 1)[-1]) for _, out, _ in results]
     assert sum(new_counts) == len(stories)
-    assert all(n > 0 for n in new_counts), new_counts
+    assert all(n > 0 for n in new_counts), (new_counts, [_summary(err) for _, _, err in results])
     assert "joining a running crawl" in "".join(err for _, _, err in results)
     assert shared_redis.keys("immunofeed:crawl:*") == []  # the last one out cleared up
 
@@ -142,3 +151,39 @@ def test_unreachable_redis_is_one_clear_error(tmp_path, sample_sources_file):
     assert result.returncode == 1
     assert result.stderr.startswith("Error: cannot reach Redis at redis://127.0.0.1:1/0")
     assert "--alone" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_crawlers_starting_together_register_their_sources_in_turn(tmp_path):
+    """Four crawler processes' start-up (the vocabulary, a row per source) at the same moment
+    on a new database: each one succeeds, and each source has one row. On PostgreSQL two
+    inserting one new source together failed on its unique name, and that crawler stored
+    nothing."""
+    import threading
+
+    from crawler.pipelines import prepare_store
+    from crawler.sources import SourceConfig
+    from webapp.cli import prepare_database
+
+    db_url = new_db_url(tmp_path)
+    prepare_database(db_url)
+    sources = [SourceConfig(f"wire {i}", "feed", f"http://127.0.0.1:9/{i}.rss") for i in range(3)]
+    start = threading.Barrier(4)
+    outcomes: list[object] = []
+
+    def start_up() -> None:
+        start.wait()
+        try:
+            outcomes.append(prepare_store(db_url, sources)[0])
+        except Exception as error:  # noqa: BLE001 - the test reports it
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=start_up) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    assert len(outcomes) == 4 and all(o == outcomes[0] for o in outcomes)  # the same concept ids
+    with get_engine(db_url).connect() as c:
+        names = c.execute(sa.text("SELECT name FROM sources ORDER BY name")).scalars().all()
+    assert names == [s.name for s in sources]
