@@ -22,6 +22,7 @@ class CrawlReport:
     known: int = 0
     skipped: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    not_started: list[str] = field(default_factory=list)  # spiders that could not open
 
     def line(self) -> str:
         return (
@@ -31,6 +32,8 @@ class CrawlReport:
             + (f"; {self.known} already stored" if self.known else "")
             + (f"; {len(self.skipped)} backing off" if self.skipped else "")
             + (f"; {self.item_errors} article(s) could not be stored" if self.item_errors else "")
+            + (f"; the {', '.join(self.not_started)} crawl could not start"
+               if self.not_started else "")
         )
 
 
@@ -39,6 +42,7 @@ def run_crawl(sources: list[SourceConfig], database_url: str, log_level: str = "
     """Crawl SOURCES, each with the spider of its type, into DATABASE_URL. Runs the Twisted
     reactor, so it can be called once per process."""
     os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
+    from scrapy import signals as scrapy_signals
     from scrapy.crawler import CrawlerProcess
     from scrapy.utils.project import get_project_settings
 
@@ -53,8 +57,13 @@ def run_crawl(sources: list[SourceConfig], database_url: str, log_level: str = "
         project.set(name, value)
     process = CrawlerProcess(project)
     crawlers = []
+    opened: set[str] = set()
     for source_type in dict.fromkeys(s.type for s in sources):  # one spider per type present
         crawler = process.create_crawler(SPIDERS[source_type])
+        # a spider whose opening failed (its store could not be prepared) is closed unopened:
+        # the report must say so rather than count it a crawl that found nothing
+        crawler.signals.connect(lambda spider: opened.add(spider.name),
+                                signal=scrapy_signals.spider_opened, weak=False)
         process.crawl(crawler, sources=sources)
         crawlers.append(crawler)
     try:
@@ -77,4 +86,6 @@ def run_crawl(sources: list[SourceConfig], database_url: str, log_level: str = "
         report.known += stats.get("immunofeed/articles_known", 0)
         report.errors.update(getattr(spider, "source_errors", {}))
         report.skipped += list(getattr(spider, "skipped", []))
+        if crawler.spidercls.name not in opened:
+            report.not_started.append(crawler.spidercls.name)
     return report

@@ -103,3 +103,25 @@ def test_canonical_url_rules():
     assert canonical_url("HTTPS://Example.ORG:443/a?utm_source=x&b=2&a=1#top") == \
         "https://example.org/a?a=1&b=2"
     assert canonical_url("http://example.org:8080") == "http://example.org:8080/"
+
+
+def test_a_crawl_whose_store_cannot_start_says_so_and_fails(sample_sources_file, tmp_path):
+    """Registering the sources fails (here a trigger refuses new ones): the spider never opens,
+    and the crawl must not pass for one that found nothing."""
+    url = new_db_url(tmp_path)
+    assert run_cli("init-db", db_url=url).returncode == 0
+    with get_engine(url).begin() as c:
+        if c.dialect.name == "postgresql":
+            c.execute(sa.text("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                              "$$ BEGIN RAISE EXCEPTION 'no new sources here'; END $$"))
+            c.execute(sa.text("CREATE TRIGGER refuse BEFORE INSERT ON sources "
+                              "FOR EACH ROW EXECUTE FUNCTION refuse()"))
+        else:
+            c.execute(sa.text("CREATE TRIGGER refuse BEFORE INSERT ON sources "
+                              "BEGIN SELECT RAISE(ABORT, 'no new sources here'); END"))
+    result = run_cli("crawl", "--sources", str(sample_sources_file), *FAST, db_url=url)
+    assert result.returncode == 1
+    assert "Error: the feed crawl could not start (its error is in the log above)" in result.stderr
+    assert "no new sources here" in result.stderr
+    assert "the feed crawl could not start" in result.stdout  # the report line says it too
+    assert _rows(url, "SELECT count(*) FROM articles")[0][0] == 0

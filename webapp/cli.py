@@ -146,6 +146,9 @@ def crawl(sources_file: str | None, only: tuple[str, ...], verbose: bool,
     report = run_crawl(sources, url, log_level="INFO" if verbose else "WARNING",
                        settings=scrapy_settings)
     click.echo(report.line())
+    if report.not_started:
+        raise click.ClickException(f"the {', '.join(report.not_started)} crawl could not start "
+                                   "(its error is in the log above)")
     if report.errors and len(report.errors) == len(sources) - len(report.skipped):
         raise click.ClickException("every source failed; nothing was crawled")
 
