@@ -76,17 +76,16 @@ class Columns:
     tag_start: np.ndarray = field(init=False, repr=False)
     up_start: np.ndarray = field(init=False, repr=False)
     # the positions newest first (and each position's place in that order), each
-    # article's year and month
+    # article's month
     by_date: np.ndarray = field(init=False, repr=False)
     date_rank: np.ndarray = field(init=False, repr=False)
-    year: np.ndarray = field(init=False, repr=False)  # of the date, e.g. 2026
     month: np.ndarray = field(init=False, repr=False)  # of the date, months since 1970-01
     # one more than the largest concept id tagged, and the masks of recent concept sets (a
     # concept page asks for the same one three times)
     concept_bound: int = field(init=False, repr=False)
     masks: dict[frozenset[int], np.ndarray] = field(init=False, repr=False, compare=False)
     # the distinct sources (ascending, -1 for none) and each article's place among them; the
-    # same for years: facets count these codes
+    # same for the years of the dates (e.g. 2026): facets count these codes
     source_values: np.ndarray = field(init=False, repr=False)
     source_code: np.ndarray = field(init=False, repr=False)
     year_values: np.ndarray = field(init=False, repr=False)
@@ -115,11 +114,10 @@ class Columns:
         by_date = np.lexsort((-self.ids, -self.published, self.published == 0))
         date_rank = np.empty(len(by_date), dtype=np.int64)
         date_rank[by_date] = np.arange(len(by_date))
-        year = month // 12 + 1970
         source_values, source_code = np.unique(self.source, return_inverse=True)
-        year_values, year_code = np.unique(year, return_inverse=True)
+        year_values, year_code = np.unique(month // 12 + 1970, return_inverse=True)
         derived = {
-            "by_date": by_date, "date_rank": date_rank, "month": month, "year": year,
+            "by_date": by_date, "date_rank": date_rank, "month": month,
             "concept_bound": int(self.tag_concepts.max(initial=0)) + 1, "masks": {},
             "source_values": source_values, "source_code": source_code.astype(np.int32),
             "year_values": year_values, "year_code": year_code.astype(np.int32),

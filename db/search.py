@@ -395,9 +395,8 @@ def _listed_facets(session: Session, columns: listing.Columns, concepts: listing
                      for code, n in enumerate(counted.kinds[:len(listing.KINDS)]) if n)
     if by_kind:
         result["KIND"] = [FacetValue("KIND", kind, kind, -n) for n, kind in by_kind[:limit]]
-    sources = {int(columns.source_values[code]): int(n)
-               for code in np.flatnonzero(counted.sources)
-               if (n := counted.sources[code]) and columns.source_values[code] >= 0}
+    sources = {int(columns.source_values[code]): int(counted.sources[code])
+               for code in np.flatnonzero(counted.sources) if columns.source_values[code] >= 0}
     if sources:
         names = dict(session.execute(select(Source.id, Source.name).where(
             Source.id.in_(list(sources)))).all())
