@@ -314,6 +314,30 @@ def test_page_links_are_the_urls_url_for_builds(args, slug, article_id):
         assert article_url(article_id) == url_for("site.article", article_id=article_id)
 
 
+def test_tag_chips_kept_between_pages_link_as_url_for_does_wherever_the_site_is_mounted():
+    """A tag's HTML is kept once written: the next page, or a site mounted elsewhere, still
+    gets its own links, and a name is escaped."""
+    from flask import url_for
+    from markupsafe import escape
+
+    from db.concepts import Tag
+    from webapp.links import tag_chips
+
+    app = _link_app()
+    tags = [Tag(1, "pd-1 & co", "THERAPY", "<b>PD-1</b>"), Tag(2, "nsclc", "CANCER", "NSCLC")]
+    for mount in ("http://example.org/prefix", "http://example.org/other", "http://example.org"):
+        for _ in range(2):
+            with app.test_request_context("/", base_url=mount):
+                html = str(tag_chips(tags))
+                pages = str(tag_chips(tags, to_concept_pages=True))
+                assert html.count("<li>") == 2 and "<b>" not in html
+                assert f'href="{escape(url_for("site.search", therapy="pd-1 & co"))}"' in html
+                assert f'href="{url_for("site.search", cancer="nsclc")}"' in html
+                assert 'title="therapy">&lt;b&gt;PD-1&lt;/b&gt;</a>' in html
+                assert f'href="{url_for("site.concept", kind="cancer", slug="nsclc")}"' in pages
+    assert str(tag_chips([])) == ""
+
+
 _LINK_APP = []
 
 
