@@ -103,12 +103,14 @@ def concepts_for_articles(session: Session, article_ids: Iterable[int]) -> dict[
     result: dict[int, list[Tag]] = {i: [] for i in ids}
     if not ids:
         return result
-    rows = session.execute(
-        select(ArticleConcept.article_id, Concept.id, Concept.slug, Concept.label, Concept.name)
-        .join(Concept, Concept.id == ArticleConcept.concept_id)
-        .where(ArticleConcept.article_id.in_(ids))
-        .order_by(ArticleConcept.mentions.desc(), Concept.name)
-    )
+    # written out, the ids as integer literals: building the statement through SQLAlchemy
+    # took twice as long as the query itself for a page of 20 (a twentieth of a search page)
+    listed = ",".join(str(int(i)) for i in ids)
+    rows = session.connection().exec_driver_sql(
+        f"SELECT ac.article_id, c.id, c.slug, c.label, c.name "
+        f"FROM {ArticleConcept.__tablename__} ac "
+        f"JOIN {Concept.__tablename__} c ON c.id = ac.concept_id "
+        f"WHERE ac.article_id IN ({listed}) ORDER BY ac.mentions DESC, c.name")
     known: dict[int, Tag] = {}
     for article_id, concept_id, slug, label, name in rows:
         tag = known.get(concept_id)

@@ -228,3 +228,22 @@ def test_engines_beyond_the_limit_are_closed_not_left_to_the_collector(tmp_path)
         get_engine(f"sqlite:///{tmp_path}/{i}.db")
     assert first.pool.checkedin() == 0  # closed when it left the cache
     assert get_engine(f"sqlite:///{tmp_path}/0.db") is not first
+
+
+def test_each_articles_tags_most_mentioned_first_then_by_name(db_url):
+    from db.concepts import concepts_for_articles
+
+    with session_scope(db_url) as s:
+        _, first = upsert_article(s, _article(1, mentions={"melanoma": 1, "nivolumab": 3,
+                                                           "breast-cancer": 1}))
+        _, second = upsert_article(s, _article(2, mentions={"pembrolizumab": 2}))
+        _, untagged = upsert_article(s, _article(3))
+        ids = [first, second, untagged]
+    with session_scope(db_url) as s:
+        tags = concepts_for_articles(s, ids)
+        assert {i: [t.slug for t in found] for i, found in tags.items()} == {
+            first: ["nivolumab", "breast-cancer", "melanoma"],
+            second: ["pembrolizumab"], untagged: []}
+        nivolumab = tags[first][0]
+        assert (nivolumab.label, nivolumab.name) == ("THERAPY", "nivolumab")
+        assert concepts_for_articles(s, []) == {}
