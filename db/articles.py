@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from db.concepts import concept_ids_by_slug
+from db.fts_sqlite import EVERY_ARTICLE
 from db.models import IDENTIFIERS, Article, ArticleConcept, Source, utcnow
 
 UpsertResult = Literal["new", "updated", "unchanged"]
@@ -159,8 +160,9 @@ def upsert_article(session: Session, data: ArticleData,
 
 
 def tag_terms(concept_ids: Iterable[int]) -> str:
-    """An article's `tag_terms`: a token per concept it is tagged with (db/fts_sqlite.py)."""
-    return " ".join(f"c{cid}" for cid in sorted(set(concept_ids)))
+    """An article's `tag_terms`: the token every article holds, then a token per concept it is
+    tagged with (db/fts_sqlite.py)."""
+    return " ".join([EVERY_ARTICLE, *(f"c{cid}" for cid in sorted(set(concept_ids)))])
 
 
 def _set_mentions(session: Session, article: Article, wanted: Mapping[int, int],

@@ -7,6 +7,11 @@ Since migration 0008 it also indexes `tag_terms`: a token per concept the articl
 with ("c12"), so that a search for words among a concept's articles is one full-text query
 whose posting lists FTS5 intersects. Readers' words are only ever matched in the text columns.
 The migrations before 0008 build the index of their time: they pass TEXT_COLUMNS.
+
+Since migration 0009 every article's `tag_terms` also opens with EVERY_ARTICLE, a token no
+concept has (concept ids start at 1): a search whose words match most articles asks FTS5 for
+the few they do not match ("c0 NOT ..."), a far shorter answer than every match (db/search.py).
+Readers' words never reach it: "c0" typed in the search box is matched in the text columns.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 Execute = Callable[[str], Any]
 
+EVERY_ARTICLE = "c0"
 TEXT_COLUMNS = ("title", "summary", "body")
 COLUMNS = (*TEXT_COLUMNS, "tag_terms")
 TRIGGER_NAMES = ("articles_fts_insert", "articles_fts_delete", "articles_fts_update")

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from db import concepts as _concepts
+from db.fts_sqlite import EVERY_ARTICLE
 from db.models import KINDS
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -68,6 +69,7 @@ class Columns:
     added: np.ndarray  # int64 µs
     listed: np.ndarray  # bool: in lists (not filtered out, not a later source of a story)
     visible: np.ndarray  # bool: not filtered out
+    whole: np.ndarray  # bool: its tag_terms hold the token every article should (migration 0009)
     tag_pos: np.ndarray  # int32: the position of each (article, concept) tag's article...
     tag_concepts: np.ndarray  # int32: ...and its concept
     up_pos: np.ndarray  # the same with each tag's ancestors added, one pair per article and
@@ -169,13 +171,14 @@ def _read_concepts(connection: sa.Connection) -> ConceptTable:
 _ARTICLE_COLUMNS = {
     # SQLite's dates are text, read exactly by numpy; PostgreSQL gives microseconds itself
     "sqlite": "SELECT id, kind, coalesce(source_id, -1), coalesce(published_at, fetched_at), "
-              "published_at, added_at, story_id IS NULL AND NOT filtered, NOT filtered "
-              "FROM articles",
+              "published_at, added_at, story_id IS NULL AND NOT filtered, NOT filtered, "
+              f"instr(' ' || tag_terms || ' ', ' {EVERY_ARTICLE} ') > 0 FROM articles",
     "postgresql": "SELECT id, kind, coalesce(source_id, -1), "
                   "(extract(epoch FROM coalesce(published_at, fetched_at)) * 1000000)::bigint, "
                   "coalesce((extract(epoch FROM published_at) * 1000000)::bigint, 0), "
                   "coalesce((extract(epoch FROM added_at) * 1000000)::bigint, 0), "
-                  "story_id IS NULL AND NOT filtered, NOT filtered FROM articles",
+                  "story_id IS NULL AND NOT filtered, NOT filtered, "
+                  f"strpos(' ' || tag_terms || ' ', ' {EVERY_ARTICLE} ') > 0 FROM articles",
 }
 
 
@@ -205,8 +208,8 @@ KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
 
 
 def _article_arrays(rows: list[tuple], dialect: str) -> dict[str, np.ndarray]:
-    article_ids, kinds, sources, dates, published, added, listed, visible = zip(*rows,
-                                                                                strict=True)
+    article_ids, kinds, sources, dates, published, added, listed, visible, whole = zip(
+        *rows, strict=True)
     if dialect == "postgresql":
         times = {name: np.array(values, dtype=np.int64) for name, values in
                  (("date", dates), ("published", published), ("added", added))}
@@ -216,7 +219,8 @@ def _article_arrays(rows: list[tuple], dialect: str) -> dict[str, np.ndarray]:
     return {"ids": np.array(article_ids, dtype=np.int64),
             "kind": np.array([KIND_CODE.get(k, -1) for k in kinds], dtype=np.int8),
             "source": np.array(sources, dtype=np.int64), **times,
-            "listed": np.array(listed, dtype=bool), "visible": np.array(visible, dtype=bool)}
+            "listed": np.array(listed, dtype=bool), "visible": np.array(visible, dtype=bool),
+            "whole": np.array(whole, dtype=bool)}
 
 
 def _read(connection: sa.Connection, concepts: ConceptTable,
@@ -226,7 +230,8 @@ def _read(connection: sa.Connection, concepts: ConceptTable,
     parts = [_article_arrays(rows, dialect) for rows in
              _batches(connection, _ARTICLE_COLUMNS[dialect], "id", ids) if rows]
     empty = {"ids": np.int64, "kind": np.int8, "source": np.int64, "date": np.int64,
-             "published": np.int64, "added": np.int64, "listed": bool, "visible": bool}
+             "published": np.int64, "added": np.int64, "listed": bool, "visible": bool,
+             "whole": bool}
     columns = {name: np.concatenate([p[name] for p in parts]) if parts
                else np.array([], dtype=dtype) for name, dtype in empty.items()}
     tags = [np.array(rows, dtype=np.int64).reshape(-1, 2) for rows in _batches(
@@ -257,7 +262,8 @@ def _with_ancestors(tag_ids: np.ndarray, tag_concepts: np.ndarray, concepts: Con
     return pairs // (concepts.size + 1), pairs % (concepts.size + 1)
 
 
-_FIELDS = ("ids", "kind", "source", "date", "published", "added", "listed", "visible")
+_FIELDS = ("ids", "kind", "source", "date", "published", "added", "listed", "visible",
+           "whole")
 _TAGS = (("tag_pos", "tag_concepts", "tag_ids"), ("up_pos", "up_concepts", "up_ids"))
 
 

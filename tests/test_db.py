@@ -196,12 +196,22 @@ def test_concept_tokens_are_filled_in_for_articles_stored_before_them(tmp_path):
                           "'2026-01-01', '2026-01-01', 'news', '{}', 1.0, false)"))
         s.execute(sa.text("INSERT INTO article_concepts (article_id, concept_id, mentions) "
                           "VALUES (1, 5, 1)"))
-    upgrade(url)
+    upgrade(url, "0008")
     with session_scope(url) as s:
         assert s.execute(sa.text("SELECT id, tag_terms FROM articles ORDER BY id")).all() == [
             (1, "c5"), (2, "")]
     assert _search(url, "relapse", ["melanoma"])[0] == ["Relapse news"]
     assert sorted(_search(url, "relapse")[0]) == ["Relapse news", "Relapse too"]
+    # then the token every article holds (0009), and back
+    for revision, terms in (("head", ["c0 c5", "c0"]), ("0008", ["c5", ""]),
+                            ("head", ["c0 c5", "c0"])):
+        (upgrade if revision == "head" else downgrade)(url, revision)
+        with session_scope(url) as s:
+            assert s.scalars(sa.text("SELECT tag_terms FROM articles ORDER BY id")).all() == terms
+        assert _search(url, "relapse", ["melanoma"])[0] == ["Relapse news"]
+        for _ in range(2):  # the second time by what the word does not match, on SQLite
+            assert sorted(_search(url, "relapse", sort="date")[0]) == [
+                "Relapse news", "Relapse too"]
 
 
 def test_snippet_comes_from_the_body_not_the_title(db_url):
@@ -247,3 +257,41 @@ def test_each_articles_tags_most_mentioned_first_then_by_name(db_url):
         nivolumab = tags[first][0]
         assert (nivolumab.label, nivolumab.name) == ("THERAPY", "nivolumab")
         assert concepts_for_articles(s, []) == {}
+
+
+def test_a_search_matching_most_articles_finds_the_same_by_what_it_does_not_match(db_url):
+    """On SQLite a search whose words matched most articles the last time asks the full-text
+    index for the articles they do not match (db/search.py): the same results and facets,
+    articles another writer stored without the every-article token included."""
+    from db import search
+    from db.search import Filters
+
+    with session_scope(db_url) as s:
+        for n in range(1, 9):
+            upsert_article(s, _article(
+                n, body="Relapse after therapy." if n % 4 else "Nothing in particular.",
+                kind="news" if n % 2 else "paper",
+                mentions={"melanoma": 1} if n < 5 else {"nivolumab": 1}))
+    with session_scope(db_url) as s:  # a writer that knows nothing of tag_terms
+        s.execute(sa.text(
+            "INSERT INTO articles (id, canonical_url, url, title, summary, body, fetched_at, "
+            "added_at, kind, extra, relevance, filtered) VALUES "
+            "(100, 'w1', 'w1', 'Written elsewhere', '', 'A relapse too', '2026-10-01', "
+            "'2026-10-01', 'news', '{}', 1.0, false), (101, 'w2', 'w2', 'Elsewhere, quiet', "
+            "'', 'Nothing', '2026-10-01', '2026-10-01', 'news', '{}', 1.0, false)"))
+
+    def run(**filters):
+        titles, page = _search(db_url, "relapse", sort="date", filters=Filters(**filters))
+        return titles, page.total, {label: [(f.slug, f.count) for f in values]
+                                    for label, values in page.facets.items()}
+
+    search._last_share.clear()
+    for filters, total in (({}, 7), ({"kinds": ["paper"]}, 2)):
+        first = run(**filters)
+        assert first[1] == total
+        if db_url.startswith("sqlite"):  # the next search asks for what does not match
+            assert max(search._last_share.values()) > search.COMPLEMENT_ABOVE
+        assert run(**filters) == first
+    titles, total, facets = run()
+    assert "Written elsewhere" in titles and "Elsewhere, quiet" not in titles
+    assert dict(facets["CANCER"])["melanoma"] == 3 and dict(facets["THERAPY"])["nivolumab"] == 3

@@ -22,6 +22,7 @@ from db.concepts import (
     therapy_cancer_map,
     with_descendants,
 )
+from db.fts_sqlite import EVERY_ARTICLE
 from db.models import Article, Concept
 from db.query import parse_query
 from db.search import Filters, _sql_search, search_articles
@@ -322,8 +323,11 @@ def test_dates_are_kept_to_the_microsecond(moment):
 
 
 def _tag_terms(url: str, article_id: int) -> set[str]:
+    """The article's concept tokens, checking the token every article holds is still there."""
     with session_scope(url) as s:
-        return set(s.scalar(select(Article.tag_terms).where(Article.id == article_id)).split())
+        terms = s.scalar(select(Article.tag_terms).where(Article.id == article_id)).split()
+    assert terms[0] == EVERY_ARTICLE and terms.count(EVERY_ARTICLE) == 1
+    return set(terms[1:])
 
 
 def test_concept_tokens_follow_the_tags_whoever_writes_them(tmp_path):
@@ -443,9 +447,9 @@ def _columns(ids: list[int]) -> listing.Columns:
     return listing.Columns(
         ids=np.array(ids, dtype=np.int64), kind=np.zeros(n, dtype=np.int8), source=zeros - 1,
         date=zeros, published=zeros, added=zeros, listed=np.ones(n, dtype=bool),
-        visible=np.ones(n, dtype=bool), tag_pos=np.zeros(0, dtype=np.int32),
-        tag_concepts=np.zeros(0, dtype=np.int32), up_pos=np.zeros(0, dtype=np.int32),
-        up_concepts=np.zeros(0, dtype=np.int32))
+        visible=np.ones(n, dtype=bool), whole=np.ones(n, dtype=bool),
+        tag_pos=np.zeros(0, dtype=np.int32), tag_concepts=np.zeros(0, dtype=np.int32),
+        up_pos=np.zeros(0, dtype=np.int32), up_concepts=np.zeros(0, dtype=np.int32))
 
 
 @given(st.sets(st.integers(1, 3000), max_size=200) | st.sets(st.integers(1, 2**40), max_size=50),

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from db.fts_sqlite import EVERY_ARTICLE
 from db.query import MAX_QUERY_CHARS, MAX_TERMS, Term, parse_query, to_fts5
 
 
@@ -104,6 +105,8 @@ def test_search_matches_as_expected(fts):
 
 
 TAG_ROWS = ["c1", "c12", "c12 c7", "c7 c12 c3", "c3"]
+TAGGED_TEXTS = ["c12 cases", "Ç7 ç12", "c1s and c3-c7", "cancer", "c 12", "c12℡c7", "c_12 c12s",
+                "c0 and C0"]
 
 
 @pytest.fixture(scope="module")
@@ -112,15 +115,15 @@ def tagged_fts():
     connection = sqlite3.connect(":memory:")
     connection.execute("CREATE VIRTUAL TABLE t USING fts5(title, summary, body, tag_terms, "
                        "tokenize='porter unicode61 remove_diacritics 2')")
-    texts = ["c12 cases", "Ç7 ç12", "c1s and c3-c7", "cancer", "c 12", "c12℡c7", "c_12 c12s"]
-    for i, text in enumerate(texts * 2):
+    for i, text in enumerate(TAGGED_TEXTS * 2):
         connection.execute("INSERT INTO t VALUES (?, '', ?, ?)",
-                           ("", text if i < len(texts) else "", TAG_ROWS[i % len(TAG_ROWS)]))
+                           ("", text if i < len(TAGGED_TEXTS) else "",
+                            f"{EVERY_ARTICLE} {TAG_ROWS[i % len(TAG_ROWS)]}"))
     return connection
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(["c12", "C12", "ç12", "c12s", "c1*", "c*", "c", "12", "c7",
+@given(st.lists(st.sampled_from(["c0", "c12", "C12", "ç12", "c12s", "c1*", "c*", "c", "12", "c7",
                                  '"c7 c12"', '"c12 c7"', "c3-c7", "c_12", "c12℡c7", "Ç7",
                                  "cancer", "cases", "OR", "-c3", "-cancer", "c1s", "ca*"]),
                 min_size=1, max_size=4))
@@ -148,3 +151,22 @@ def test_concept_sets_narrow_the_expression(fts):
     assert hits("lung", [{12}, {8}]) == 0
     assert hits("lung", [{99}]) == 0
     assert hits("melanoma", [{12}]) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["c0", "c12", "c7", '"c7 c12"', "c1*", "cancer", "cases", "OR",
+                                 "-c3", "-cancer", "c_12", "and"]), min_size=1, max_size=4))
+def test_what_a_search_does_not_match_is_every_article_but_its_matches(tagged_fts, parts):
+    """db/search.py asks for the articles a broad search does not match through the token
+    every article holds: all rows less the matches, whatever the query."""
+    q = parse_query(" ".join(parts))
+    if q.is_empty:
+        return
+
+    def rows(expression):
+        return {row for (row,) in tagged_fts.execute("SELECT rowid FROM t WHERE t MATCH ?",
+                                                    (expression,))}
+
+    everything = {row for (row,) in tagged_fts.execute("SELECT rowid FROM t")}
+    assert rows(f'(tag_terms : "{EVERY_ARTICLE}") NOT ({to_fts5(q)})') == \
+        everything - rows(to_fts5(q))
