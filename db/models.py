@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from db.fts_sqlite import EVERY_ARTICLE
+
 LABELS = ("THERAPY", "CANCER", "TARGET")
 KINDS = ("news", "paper", "preprint", "trial")
 IDENTIFIERS = ("doi", "pmid", "pmcid", "nct_id")
@@ -100,9 +102,10 @@ class Article(Base):
     relevance: Mapped[float] = mapped_column(Float, default=1.0)
     filtered: Mapped[bool] = mapped_column(Boolean, default=False)
     story_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    # a token per concept the article is tagged with ("c12 c45"): indexed with the text on
-    # SQLite (db/fts_sqlite.py); written with the tags, and by triggers for other writers
-    tag_terms: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # the token every article holds, then one per concept the article is tagged with ("c0 c12
+    # c45"): indexed with the text on SQLite (db/fts_sqlite.py); written with the tags, and
+    # the concept tokens by triggers for other writers
+    tag_terms: Mapped[str] = mapped_column(Text, default=EVERY_ARTICLE, server_default="")
 
     source: Mapped[Source | None] = relationship(back_populates="articles")
     concepts: Mapped[list[ArticleConcept]] = relationship(
