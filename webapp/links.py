@@ -72,7 +72,7 @@ def _chip(mount: str, to_concept_pages: bool, label: str, slug: str, name: str) 
 def tag_chips(concepts: list[Any], to_concept_pages: bool = False) -> Markup:
     """The list of an article's tags, each a link to its search (or its concept page). A
     search page shows about 80, the same on every page: each one's HTML is kept (writing them
-    again took a fifth of a search page's time)."""
+    again took a third of the page's rendering)."""
     if not concepts:
         return Markup("")
     mount = _base("site.search")
