@@ -155,18 +155,20 @@ def test_concept_sets_narrow_the_expression(fts):
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(["c0", "c12", "c7", '"c7 c12"', "c1*", "cancer", "cases", "OR",
-                                 "-c3", "-cancer", "c_12", "and"]), min_size=1, max_size=4))
-def test_what_a_search_does_not_match_is_every_article_but_its_matches(tagged_fts, parts):
+                                 "-c3", "-cancer", "c_12", "and"]), min_size=1, max_size=4),
+       st.lists(st.sets(st.sampled_from([1, 3, 7, 12]), min_size=1), max_size=2))
+def test_what_a_search_does_not_match_is_every_article_but_its_matches(tagged_fts, parts,
+                                                                       concepts):
     """db/search.py asks for the articles a broad search does not match through the token
-    every article holds: all rows less the matches, whatever the query."""
+    every article holds: all rows less the matches, whatever the query and concept filters."""
     q = parse_query(" ".join(parts))
     if q.is_empty:
         return
+    match = to_fts5(q, concepts)
 
     def rows(expression):
         return {row for (row,) in tagged_fts.execute("SELECT rowid FROM t WHERE t MATCH ?",
                                                     (expression,))}
 
     everything = {row for (row,) in tagged_fts.execute("SELECT rowid FROM t")}
-    assert rows(f'(tag_terms : "{EVERY_ARTICLE}") NOT ({to_fts5(q)})') == \
-        everything - rows(to_fts5(q))
+    assert rows(f'(tag_terms : "{EVERY_ARTICLE}") NOT ({match})') == everything - rows(match)
