@@ -292,25 +292,27 @@ def _pg_among(ids: np.ndarray) -> sa.ColumnElement[bool]:
                                          ARRAY(sa.BigInteger)))
 
 
-def _matching_ids(session: Session, query: ParsedQuery, concepts: list[set[int]],
-                  within: np.ndarray | None = None) -> np.ndarray:
-    """The ids of every article QUERY's words match, as one string of the database's making:
-    a search may match 100,000 articles, and a row each costs more than the matching. WITHIN
-    (PostgreSQL only): the only ids that can be wanted, a small part of all; it then reads
-    only their rows instead of every match (45,000 of a million articles: 820 -> 200 ms).
-    SQLite's index holds the concepts and would gain nothing."""
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = select(func.string_agg(sa.cast(Article.id, sa.Text), ",")).where(
-            _pg_match(query))
-        if within is not None:
-            stmt = stmt.where(_pg_among(within))
-        found = session.scalar(stmt)
-    else:
-        cursor = session.connection().connection.driver_connection.cursor()
-        (found,) = cursor.execute("SELECT group_concat(rowid) FROM article_fts "
-                                  "WHERE article_fts MATCH ?",
-                                  (to_fts5(query, concepts),)).fetchone()
-    return _ids_of(found)
+def _pg_matching_ids(session: Session, query: ParsedQuery,
+                     within: np.ndarray | None = None) -> np.ndarray:
+    """The ids of every article QUERY's words match on PostgreSQL, as one string of the
+    database's making: a search may match 100,000 articles, and a row each costs more than the
+    matching. WITHIN: the only ids that can be wanted, a small part of all; it then reads only
+    their rows instead of every match (45,000 of a million articles: 820 -> 200 ms)."""
+    stmt = select(func.string_agg(sa.cast(Article.id, sa.Text), ",")).where(_pg_match(query))
+    if within is not None:
+        stmt = stmt.where(_pg_among(within))
+    return _ids_of(session.scalar(stmt))
+
+
+def _fts5_ids(cursor: sqlite3.Cursor, expression: str,
+              among: np.ndarray | None = None) -> np.ndarray:
+    """The ids of every article the FTS5 EXPRESSION matches (of AMONG only, each looked up,
+    when given), as one string of SQLite's making: a row each costs more than the matching."""
+    sql = "SELECT group_concat(rowid) FROM article_fts WHERE article_fts MATCH ?"
+    if among is None:
+        return _ids_of(cursor.execute(sql, (expression,)).fetchone()[0])
+    return _ids_of(cursor.execute(f"{sql} AND rowid IN (SELECT value FROM json_each(?))",
+                                  (expression, json.dumps(among.tolist()))).fetchone()[0])
 
 
 def _ids_of(listed: str | None) -> np.ndarray:
@@ -333,22 +335,18 @@ def _matches(session: Session, columns: listing.Columns, query: ParsedQuery,
     """Which articles of the listing index QUERY's words match (those in MASK at least, of
     which there are CANDIDATES)."""
     if session.get_bind().dialect.name == "postgresql":
+        # only PostgreSQL is asked among the candidates: SQLite's index holds the concepts
         within = columns.ids[mask] if candidates * 4 < len(columns.ids) else None
-        return listing.members(columns, _matching_ids(session, query, concepts, within))
+        return listing.members(columns, _pg_matching_ids(session, query, within))
     match = to_fts5(query, concepts)
     cursor = session.connection().connection.driver_connection.cursor()
     lacking = mask & ~columns.whole  # articles written without the token: looked up by id
     if not _matches_most(cursor, columns, match) or np.count_nonzero(lacking) > LACKING_AT_MOST:
-        return listing.members(columns, _matching_ids(session, query, concepts))
-    unmatched = _ids_of(cursor.execute(
-        "SELECT group_concat(rowid) FROM article_fts WHERE article_fts MATCH ?",
-        (f'(tag_terms : "{EVERY_ARTICLE}") NOT ({match})',)).fetchone()[0])
+        return listing.members(columns, _fts5_ids(cursor, match))
+    unmatched = _fts5_ids(cursor, f'(tag_terms : "{EVERY_ARTICLE}") NOT ({match})')
     matched = columns.whole & ~listing.members(columns, unmatched)
     if lacking.any():
-        matched |= listing.members(columns, _ids_of(cursor.execute(
-            "SELECT group_concat(rowid) FROM article_fts WHERE article_fts MATCH ? "
-            "AND rowid IN (SELECT value FROM json_each(?))",
-            (match, json.dumps(columns.ids[lacking].tolist()))).fetchone()[0]))
+        matched |= listing.members(columns, _fts5_ids(cursor, match, columns.ids[lacking]))
     return matched
 
 
