@@ -7,11 +7,14 @@ requests answered per second.
     .venv/bin/python bench/site_speed.py [--articles 100000] [--requests 300] [--clients 4]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/EMPTY_DATABASE]
         [--reuse] [--warm-up 5] [--worker-timeout 30] [--page-cache-mb 0]
+        [--complement-above SHARE]
 
 --reuse serves the articles an earlier run left in --database-url instead of storing new ones.
 --page-cache-mb is IMMUNOFEED_PAGE_CACHE_MB for the server: 0 (the default here) times the work
 of every request; the site's default (32) sends a page asked for again from the cache, and the
 report then says how many were.
+--complement-above sets db.search.COMPLEMENT_ABOVE in the server's workers: above 1, broad
+searches never ask SQLite for the articles they do not match (the code before that shortcut).
 """
 
 from __future__ import annotations
@@ -143,6 +146,8 @@ def main() -> None:
     parser.add_argument("--worker-timeout", type=int, default=30, help="gunicorn's, seconds")
     parser.add_argument("--page-cache-mb", default="0",
                         help="the server's IMMUNOFEED_PAGE_CACHE_MB (0: off)")
+    parser.add_argument("--complement-above", type=float,
+                        help="db.search.COMPLEMENT_ABOVE in the server's workers")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/site.db"
@@ -157,10 +162,14 @@ def main() -> None:
                   f"their tags stored in {took:.0f} s ({args.articles / took:,.0f} articles/s)")
         analyze(url)  # as autovacuum soon would (on PostgreSQL; it is off on some servers)
         port = free_port()
+        config = Path(tmp) / "gunicorn_conf.py"  # hooks run in each worker as it starts
+        config.write_text("" if args.complement_above is None else (
+            "def post_fork(server, worker):\n    import db.search\n"
+            f"    db.search.COMPLEMENT_ABOVE = {args.complement_above!r}\n"))
         server = subprocess.Popen(
             [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}",
              "--log-level", "warning", "--timeout", str(args.worker_timeout),
-             "webapp:create_app()"],
+             "--config", str(config), "webapp:create_app()"],
             env={**os.environ, "IMMUNOFEED_DATABASE_URL": url,
                  "IMMUNOFEED_PAGE_CACHE_MB": args.page_cache_mb})
         base = f"http://127.0.0.1:{port}"
