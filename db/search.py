@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, TSQUERY
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from db import fts_rank, listing
@@ -114,6 +114,16 @@ def _pg_tsquery(groups: list[list[Term]]) -> sa.ColumnElement:
         combined = either if combined is None else func.tsquery_and(combined, either)
     assert combined is not None
     return combined
+
+
+def _pg_whole_tsquery(query: ParsedQuery) -> sa.ColumnElement:
+    """The one tsquery of everything QUERY asks for (its words, less its exclusions)."""
+    excluded = func.tsquery_not(_pg_tsquery([query.excluded])) if query.excluded else None
+    if not query.groups:
+        assert excluded is not None
+        return excluded
+    words = _pg_tsquery(query.groups)
+    return words if excluded is None else func.tsquery_and(words, excluded)
 
 
 def _pg_match(query: ParsedQuery) -> sa.ColumnElement[bool]:
@@ -292,6 +302,41 @@ def _pg_among(ids: np.ndarray) -> sa.ColumnElement[bool]:
                                          ARRAY(sa.BigInteger)))
 
 
+def _pg_unmatched_ids(session: Session, query: ParsedQuery) -> np.ndarray:
+    """The ids of every article QUERY does not match on PostgreSQL, from the GIN index alone:
+    the lexeme every article's vector holds (migration 0010) and not QUERY's words. It reads
+    two posting lists, not the rows of every match."""
+    every = sa.cast(sa.literal(f"'{PG_EVERY_ARTICLE}'"), TSQUERY)
+    unmatched = func.tsquery_and(every, func.tsquery_not(_pg_whole_tsquery(query)))
+    if query.groups:  # words that are all stop words match nothing (not: all but exclusions)
+        unmatched = sa.case((func.numnode(_pg_tsquery(query.groups)) == 0, every),
+                            else_=unmatched)
+    return _ids_of(session.scalar(
+        select(func.string_agg(sa.cast(Article.id, sa.Text), ","))
+        .where(_vector.op("@@")(unmatched))))
+
+
+def _pg_complementable(query: ParsedQuery) -> bool:
+    """Whether the GIN index alone can tell which articles QUERY does not match: plain words
+    and prefixes only (a phrase, or a word the parser splits, needs each row rechecked)."""
+    terms = [*(t for group in query.groups for t in group), *query.excluded]
+    return bool(terms) and all(re.fullmatch(r"\w+", t.text) for t in terms)
+
+
+def _pg_matches_most(session: Session, columns: listing.Columns, query: ParsedQuery) -> bool:
+    """Whether QUERY matches over COMPLEMENT_ABOVE of the newest PROBED articles (their rows
+    read by id: OFFSET 0 keeps the planner from asking the GIN index for every match)."""
+    probed = min(PROBED, len(columns.ids))
+    if not probed:
+        return False
+    newest = (select(_vector.label("vector")).select_from(Article.__table__)
+              .where(Article.id.between(int(columns.ids[-probed]), int(columns.ids[-1])))
+              .offset(0).subquery())
+    found = session.scalar(select(func.count()).select_from(newest).where(
+        newest.c.vector.op("@@")(_pg_whole_tsquery(query))))
+    return (found or 0) > COMPLEMENT_ABOVE * probed
+
+
 def _pg_matching_ids(session: Session, query: ParsedQuery,
                      within: np.ndarray | None = None) -> np.ndarray:
     """The ids of every article QUERY's words match on PostgreSQL, as one string of the
@@ -320,14 +365,21 @@ def _ids_of(listed: str | None) -> np.ndarray:
     return np.fromstring(listed or "", sep=",", dtype=np.int64)
 
 
-# On SQLite, a search whose words match more than this share of the newest PROBED articles
-# asks FTS5 for the articles they do not match: a million matches' ids cost 220 ms to read as
-# text, the few hundred articles without the word next to nothing, and FTS5 finds those walking
-# the same lists (the token every article holds, db/fts_sqlite.py, NOT the words). Counting the
-# matches among the newest thousand ids costs FTS5 a fraction of a millisecond.
+# A search whose words match more than this share of the newest PROBED articles asks the
+# full-text index for the articles they do not match. On SQLite a million matches' ids cost
+# 220 ms to read as text, the few hundred articles without the word next to nothing, and FTS5
+# finds those walking the same lists (the token every article holds, db/fts_sqlite.py, NOT the
+# words); counting the matches among the newest thousand ids costs it a fraction of a
+# millisecond. On PostgreSQL every match's row is visited for its id (100 ms per 100,000).
 COMPLEMENT_ABOVE = 0.5
 PROBED = 1000
 LACKING_AT_MOST = 1000  # articles without the token (each looked up) beyond which it does not
+# PostgreSQL's counterpart: a lexeme in every article's search vector (migration 0010), which
+# a reader's words cannot make (a lexeme of theirs never holds a space). Asking for the articles
+# a query does not match reads two posting lists of the GIN index; asking for the matches
+# among a search's candidates visits each candidate's row, cheaper for up to this many.
+PG_EVERY_ARTICLE = "every article"
+PG_AMONG_AT_MOST = 10_000
 
 
 def _matches(session: Session, columns: listing.Columns, query: ParsedQuery,
@@ -337,6 +389,9 @@ def _matches(session: Session, columns: listing.Columns, query: ParsedQuery,
     if session.get_bind().dialect.name == "postgresql":
         # only PostgreSQL is asked among the candidates: SQLite's index holds the concepts
         within = columns.ids[mask] if candidates * 4 < len(columns.ids) else None
+        if (within is None or len(within) > PG_AMONG_AT_MOST) and _pg_complementable(query) \
+                and _pg_matches_most(session, columns, query):
+            return ~listing.members(columns, _pg_unmatched_ids(session, query))
         return listing.members(columns, _pg_matching_ids(session, query, within))
     match = to_fts5(query, concepts)
     cursor = session.connection().connection.driver_connection.cursor()

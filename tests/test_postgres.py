@@ -1,6 +1,9 @@
 """The same storage code on a real PostgreSQL server: migrations, the upsert, filters and the
 full-text search through PostgreSQL's own weighted tsvector and GIN index."""
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from db.articles import ArticleData, upsert_article
 from db.query import parse_query
@@ -120,3 +123,47 @@ def test_full_text_search_on_postgres_is_weighted_stemmed_and_indexed(pg_url):
             "EXPLAIN SELECT id FROM articles WHERE search_vector @@ "
             "websearch_to_tsquery('english', 'melanoma')")))
     assert "ix_articles_search_vector" in plan
+
+
+PG_TEXTS = ["Relapse after therapy", "every article", "Every article counts", "PD-1 relapse",
+            "the relapsed cells", "cells and the remission", "remission-free", "relapses",
+            "nothing here", "an article on every thing", "Relapse"]
+
+
+@pytest.fixture(scope="module")
+def pg_texts():
+    """Articles on PostgreSQL whose titles hold the words of PG_TEXTS, and their ids."""
+    from tests.conftest import new_pg_url
+    from webapp.cli import prepare_database
+
+    url = new_pg_url()
+    prepare_database(url)
+    with session_scope(url) as s:
+        ids = [upsert_article(s, ArticleData(
+            canonical_url=f"https://news.example/t{i}", url=f"https://news.example/t{i}",
+            title=text, body="" if i % 2 else text))[1] for i, text in enumerate(PG_TEXTS)]
+    return url, set(ids)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["relapse", "relaps*", "Relapse", "every", "article",
+                                 '"every article"', "cells", "the", "PD-1", "-remission",
+                                 "-cells", "-the", "remission-free", "OR", "rel*", "nothing"]),
+                min_size=1, max_size=4))
+def test_what_a_search_does_not_match_on_postgres_is_every_article_but_its_matches(
+        pg_texts, parts):
+    """db/search.py asks PostgreSQL's GIN index for the articles a broad search does not match
+    through the lexeme every article's vector holds (migration 0010): all rows less the
+    matches, whatever the words, and a reader's words never make that lexeme."""
+    from db.search import _pg_matching_ids, _pg_unmatched_ids
+
+    url, everything = pg_texts
+    q = parse_query(" ".join(parts))
+    if q.is_empty:
+        return
+    with session_scope(url) as s:
+        matched = set(_pg_matching_ids(s, q).tolist())
+        assert set(_pg_unmatched_ids(s, q).tolist()) == everything - matched
+    if q.groups and all(t.text.lower() in ("every", "article", "every article")
+                        for group in q.groups for t in group):
+        assert matched != everything
