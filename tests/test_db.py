@@ -202,14 +202,17 @@ def test_concept_tokens_are_filled_in_for_articles_stored_before_them(tmp_path):
             (1, "c5"), (2, "")]
     assert _search(url, "relapse", ["melanoma"])[0] == ["Relapse news"]
     assert sorted(_search(url, "relapse")[0]) == ["Relapse news", "Relapse too"]
-    # then the token every article holds (0009), and back
+    # then the token every article holds (0009; PostgreSQL its lexeme, 0010), and back
     for revision, terms in (("head", ["c0 c5", "c0"]), ("0008", ["c5", ""]),
                             ("head", ["c0 c5", "c0"])):
         (upgrade if revision == "head" else downgrade)(url, revision)
         with session_scope(url) as s:
             assert s.scalars(sa.text("SELECT tag_terms FROM articles ORDER BY id")).all() == terms
+            if s.get_bind().dialect.name == "postgresql":  # its own lexeme since 0010
+                lexeme = "SELECT count(*) FROM articles WHERE search_vector @@ $$'every article'$$"
+                assert s.scalar(sa.text(lexeme)) == (2 if revision == "head" else 0)
         assert _search(url, "relapse", ["melanoma"])[0] == ["Relapse news"]
-        # on SQLite by what the word does not match (it matches both articles)
+        # by what the word does not match (it matches both articles)
         assert sorted(_search(url, "relapse", sort="date")[0]) == ["Relapse news", "Relapse too"]
 
 
@@ -260,9 +263,10 @@ def test_each_articles_tags_most_mentioned_first_then_by_name(db_url):
 
 def test_a_search_matching_most_articles_finds_the_same_by_what_it_does_not_match(
         db_url, monkeypatch):
-    """On SQLite a search whose words match most of the newest articles asks the full-text
-    index for the articles they do not match (db/search.py): the same results and facets,
-    articles another writer stored without the every-article token included."""
+    """A search whose words match most of the newest articles asks the full-text index for
+    the articles they do not match (db/search.py): the same results and facets, articles
+    another writer stored without SQLite's every-article token included (PostgreSQL's vector
+    holds its lexeme whoever writes the row)."""
     from db import search
     from db.search import Filters
 
@@ -290,7 +294,7 @@ def test_a_search_matching_most_articles_finds_the_same_by_what_it_does_not_matc
     for filters, total in (({}, 7), ({"kinds": ["paper"]}, 2)):
         matches = run(2.0, **filters)  # never
         assert matches[1] == total
-        assert run(0.0, **filters) == matches  # always (on SQLite)
+        assert run(0.0, **filters) == matches  # always
         assert run(0.5, **filters) == matches  # 7 of the newest 10 match
     titles, total, facets = run(0.0)
     assert "Written elsewhere" in titles and "Elsewhere, quiet" not in titles
