@@ -1,5 +1,6 @@
 # ImmunoFeed — every entry point a person or CI needs.
-# `make demo` and `make test` work on a fresh machine with Python 3.11 and make.
+# `make demo` and `make test` work on a fresh machine with Python 3.11, make, a C compiler and
+# SQLite's headers.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -18,7 +19,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24.2"
 
-$(VENV)/.setup: $(BIN)/python pyproject.toml constraints.txt
+# db/_bm25.c, a C extension, is compiled against the SQLite Python's sqlite3 module links.
+$(VENV)/.setup: $(BIN)/python pyproject.toml constraints.txt db/_bm25.c
+	@echo '#include <sqlite3.h>' | $${CC:-cc} -E - >/dev/null 2>&1 || { echo "error: building db/_bm25.c needs a C compiler and SQLite's headers (Debian: apt-get install gcc libsqlite3-dev)" >&2; exit 1; }
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
 	@touch $@
 

@@ -1,9 +1,8 @@
 """Search and listing of articles: full text, concept filters (parents include children),
 facet counts and highlighted snippets.
 
-SQLite uses the FTS5 index kept by triggers (bm25, title weighted above summary above body; a
-few candidates are scored by the same formula in db/fts_rank.py's ranking process, with word
-counts kept between searches);
+SQLite uses the FTS5 index kept by triggers (bm25, title weighted above summary above body,
+scored by db/fts_rank.py with word counts kept between searches);
 PostgreSQL a weighted tsvector column (title A, summary B, body C) the database keeps itself,
 under a GIN index (migration 0005), ranked by ts_rank_cd, snippets by ts_headline. Any other
 backend gets a plain substring match.
@@ -281,13 +280,12 @@ def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
     match = to_fts5(query, concepts)
     weights = (TITLE_WEIGHT, SUMMARY_WEIGHT, BODY_WEIGHT, TAGS_WEIGHT)
     try:
-        ranked = fts_rank.ranking_process.rank(session.get_bind().url.database, match,
-                                               *fts5_phrases(query, concepts), ids, articles,
-                                               weights)
+        ranked = fts_rank.ranker.rank(session.get_bind().url.database, match,
+                                      *fts5_phrases(query, concepts), ids, articles, weights)
         if ranked is not None:
             return ranked
     except fts_rank.RankingError as error:  # ranked below, and said so
-        log.warning("the ranking process failed (%s); ranking with bm25 here", error)
+        log.warning("ranking with kept counts failed (%s); ranking with bm25", error)
     cursor = session.connection().connection.driver_connection.cursor()
     return cursor.execute(
         f"SELECT rowid, bm25(article_fts, ?, ?, ?, ?) {fts_rank.MATCHES_AMONG}",

@@ -1,17 +1,18 @@
-"""Ranking with kept phrase counts (db/fts_rank.py): the same scores as FTS5's bm25, the same
-search pages whichever way they are ranked, counts taken again as the articles grow, a ranking
-process of each web process's own (and a forked child's own), and a fall-back to bm25 whenever
-the ranking process cannot answer."""
+"""Ranking with kept phrase counts (db/fts_rank.py and its C extension db/_bm25.c): the same
+scores as FTS5's bm25, the same search pages whichever way they are ranked, counts taken again
+as the articles grow, connections of each thread's and each forked child's own, one copy of
+SQLite in the process, and a fall-back to bm25 whenever the ranking cannot answer."""
 
+import _json
+import _sqlite3
 import logging
 import math
 import multiprocessing
 import os
 import random
+import shutil
 import sqlite3
-import subprocess
-import sys
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -25,12 +26,12 @@ from tests.test_listing import KINDS, WORDS, _article, _both, _fill, _random_sea
 from webapp.cli import prepare_database
 
 WEIGHTS = (search.TITLE_WEIGHT, search.SUMMARY_WEIGHT, search.BODY_WEIGHT, search.TAGS_WEIGHT)
-RANKER = fts_rank.ranking_process
+RANKER = fts_rank.ranker
 
 
 def _db(tmp_path) -> str:
-    """A SQLite database on either leg of the suite: the ranking process serves SQLite alone
-    (on PostgreSQL, search ranks with ts_rank_cd in the database)."""
+    """A SQLite database on either leg of the suite: the kept counts serve SQLite alone (on
+    PostgreSQL, search ranks with ts_rank_cd in the database)."""
     url = sqlite_url(tmp_path / "immunofeed.db")
     prepare_database(url)
     return url
@@ -61,7 +62,7 @@ def _close(got: dict[int, float], expected: dict[int, float]) -> bool:
 
 @pytest.fixture
 def answered(monkeypatch):
-    """Whether each ranking of the test was answered by the ranking process (not None, no
+    """Whether each ranking of the test was answered with kept counts (not None, no
     RankingError)."""
     seen: list[bool] = []
     original = RANKER.rank
@@ -90,8 +91,7 @@ def _random_query(rng: random.Random) -> str:
     return " ".join(parts)
 
 
-def test_kept_counts_score_what_fts5s_bm25_scores(tmp_path, monkeypatch):
-    monkeypatch.setattr(fts_rank, "ROW_COST_IN_POSTINGS", 0)  # always the ranking process
+def test_kept_counts_score_what_fts5s_bm25_scores(tmp_path):
     url = _db(tmp_path)
     _fill(url, 240)
     path = _path(url)
@@ -110,12 +110,21 @@ def test_kept_counts_score_what_fts5s_bm25_scores(tmp_path, monkeypatch):
         ids = sorted(rng.sample(range(1, articles + 1), rng.randint(1, articles)))
         expected = _bm25(path, to_fts5(parse_query(q), concepts), ids)
         got = _ranked(path, q, ids, articles, concepts)
-        if got is None:  # only when no phrase is held by any article
-            assert not expected
-            continue
         assert _close(dict(got), expected), q
         compared += len(got)
     assert compared > 1000
+
+
+def test_the_extension_shares_pythons_sqlite():
+    """Ranking opens the database through the SQLite library of Python's sqlite3 module, so
+    one copy of SQLite holds every lock in the process."""
+    from db import _bm25
+
+    assert RANKER.extension is _bm25 and RANKER.missing is None
+    assert _bm25.same_sqlite(_sqlite3.__file__)
+    assert _bm25.sqlite_version() == sqlite3.sqlite_version
+    assert not _bm25.same_sqlite(_json.__file__)  # loaded, but no SQLite of its own
+    assert not _bm25.same_sqlite("/nonexistent/_sqlite3.so")
 
 
 def test_search_pages_are_the_same_whichever_way_they_are_ranked(tmp_path, monkeypatch,
@@ -124,34 +133,29 @@ def test_search_pages_are_the_same_whichever_way_they_are_ranked(tmp_path, monke
     _fill(url, 240)
     session = new_session(url)
     try:
-        for cost, by_the_process in ((0, True), (10**9, False)):
-            monkeypatch.setattr(fts_rank, "ROW_COST_IN_POSTINGS", cost)
+        for extension, kept in ((RANKER.extension, True), (None, False)):
+            monkeypatch.setattr(RANKER, "extension", extension)
+            monkeypatch.setattr(RANKER, "_told", True)
             del answered[:]
             rng = random.Random(11)
             for _ in range(120):
                 case = _random_search(rng)
                 _same(*_both(session, case["q"], case["slugs"], case["sort"], case["page"],
                              case["filters"]))
-            assert any(answered) == by_the_process
+            assert answered and all(answered) == kept and any(answered) == kept
     finally:
         session.close()
 
 
-def test_few_candidates_are_scored_by_the_process_and_many_by_fts5(tmp_path):
+def test_databases_it_cannot_open_by_name_are_left_to_bm25(tmp_path):
     url = _db(tmp_path)
-    _fill(url, 240)
-    holding = len(_bm25(_path(url), to_fts5(parse_query("remission")), range(1, 241)))
-    assert holding > 100
-    few = range(1, holding // fts_rank.ROW_COST_IN_POSTINGS)
-    assert _close(dict(_ranked(_path(url), "remission", few, 240)),
-                  _bm25(_path(url), to_fts5(parse_query("remission")), few))
-    assert _ranked(_path(url), "remission", range(1, 241), 240) is None
-    for database in (None, "", ":memory:"):
-        assert _ranked(database, "remission", few, 240) is None
+    _fill(url, 120)
+    assert _ranked(_path(url), "remission", range(1, 3), 120) is not None
+    for database in (None, "", ":memory:", f"file:{_path(url)}?mode=ro"):
+        assert _ranked(database, "remission", range(1, 3), 120) is None
 
 
-def test_counts_are_taken_again_once_the_articles_have_grown(tmp_path, monkeypatch):
-    monkeypatch.setattr(fts_rank, "ROW_COST_IN_POSTINGS", 0)
+def test_counts_are_taken_again_once_the_articles_have_grown(tmp_path):
     url = _db(tmp_path)
     _fill(url, 200)
     rng = random.Random(8)
@@ -175,39 +179,74 @@ def test_counts_are_taken_again_once_the_articles_have_grown(tmp_path, monkeypat
     assert _close(dict(_ranked(path, "zebrafish", ids, 220)), _bm25(path, match, ids))
 
 
-def test_a_busy_ranking_process_is_not_waited_for(tmp_path):
+def test_a_replaced_database_file_is_opened_again_with_its_own_counts(tmp_path):
+    first, second = _db(tmp_path / "a"), _db(tmp_path / "b")
+    _fill(first, 120)
+    _fill(second, 200)
+    path = _path(first)
+    ids = range(1, 250)
+    assert _close(dict(_ranked(path, "remission", ids, 120)),
+                  _bm25(path, to_fts5(parse_query("remission")), ids))
+    with sqlite3.connect(_path(second)) as other:  # all of it in the main file
+        other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copy(_path(second), path + ".new")
+    for suffix in ("-wal", "-shm"):  # the first file's, which must not pair with the new one
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    os.replace(path + ".new", path)
+    assert _close(dict(_ranked(path, "remission", ids, 200)),
+                  _bm25(path, to_fts5(parse_query("remission")), ids))
+
+
+def test_threads_rank_at_once_each_on_its_own_connection(tmp_path):
     url = _db(tmp_path)
-    _fill(url, 120)
-    with RANKER.lock:  # another thread's search
-        assert _ranked(_path(url), "remission", range(1, 3), 120) is None
-    assert _ranked(_path(url), "remission", range(1, 3), 120) is not None
+    _fill(url, 240)
+    path = _path(url)
+    expected = dict(_ranked(path, "remission", range(1, 241), 240))
+    results, failures = [], []
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                results.append(dict(_ranked(path, "remission", range(1, 241), 240)))
+        except Exception as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures and len(results) == 80
+    assert all(_close(got, expected) for got in results)
 
 
 def _rank_in_child(path: str, answers) -> None:
-    answers.put((_ranked(path, "remission", range(1, 3), 120), RANKER.process.pid))
+    databases = getattr(RANKER._local, "databases", {})  # noqa: SLF001
+    answers.put((_ranked(path, "remission", range(1, 3), 120), len(databases),
+                 len(RANKER._local.databases)))  # noqa: SLF001
 
 
-def test_a_forked_child_starts_its_own_ranking_process(tmp_path):
+def test_a_forked_child_opens_its_own_connection(tmp_path):
     url = _db(tmp_path)
     _fill(url, 120)
     path = _path(url)
     mine = _ranked(path, "remission", range(1, 3), 120)
-    assert mine is not None
+    assert mine and RANKER._local.databases  # noqa: SLF001
     context = multiprocessing.get_context("fork")
     answers = context.Queue()
     child = context.Process(target=_rank_in_child, args=(path, answers))
     child.start()
-    theirs, their_process = answers.get(timeout=60)
+    theirs, inherited, opened = answers.get(timeout=60)
     child.join(60)
     assert theirs == mine
-    assert their_process != RANKER.process.pid
+    assert (inherited, opened) == (0, 1)  # none of the parent's, one of its own
 
 
-def test_searches_fall_back_to_bm25_when_the_ranking_process_fails(tmp_path, monkeypatch,
-                                                                   caplog, answered):
+def test_searches_fall_back_to_bm25_when_ranking_fails(tmp_path, monkeypatch, caplog,
+                                                      answered):
     url = _db(tmp_path)
     _fill(url, 120)
-    monkeypatch.setattr(fts_rank, "ROW_COST_IN_POSTINGS", 0)
     session = new_session(url)
 
     def compare() -> None:
@@ -218,37 +257,33 @@ def test_searches_fall_back_to_bm25_when_the_ranking_process_fails(tmp_path, mon
                 assert indexed.hits
 
     try:
-        with caplog.at_level(logging.WARNING, logger="db.search"):
+        with caplog.at_level(logging.WARNING):
             compare()
-            assert all(answered) and "failed" not in caplog.text
-            dead = RANKER.process
-            dead.kill()  # the ranking process dies between searches: a new one answers
-            dead.wait(10)
-            del answered[:]
-            compare()
-            assert all(answered) and RANKER.process is not dead and "failed" not in caplog.text
-            lost, gone = multiprocessing.Pipe()  # its pipe breaks: that search ranks by itself
-            gone.close()
-            RANKER.pipe = lost
-            del answered[:]
-            compare()
-            assert "the ranking process failed" in caplog.text
-            assert not answered[0] and answered[-1]  # and a new one answers the next
-            caplog.clear()
+            assert all(answered) and not caplog.text
             # counts for one phrase too many: the ranking function refuses them
             monkeypatch.setattr(search, "fts5_phrases",
                                 lambda query, concepts=None: (fts5_phrases(query, concepts)[0],
                                                               99))
+            del answered[:]
             compare()
-            assert "counts for" in caplog.text
+            assert not any(answered) and "need one double per phrase" in caplog.text
+            assert "ranking with kept counts failed" in caplog.text
+            monkeypatch.undo()
+            caplog.clear()
+            # no extension that may be used: said once, then bm25 without a word
+            monkeypatch.setattr(RANKER, "extension", None)
+            monkeypatch.setattr(RANKER, "missing", "db._bm25 links another SQLite")
+            monkeypatch.setattr(RANKER, "_told", False)
+            compare()
+            compare()
+            assert caplog.text.count("db._bm25 links another SQLite") == 1
     finally:
         session.close()
 
 
-def test_the_ranking_process_holds_no_snapshot_between_searches(tmp_path, monkeypatch):
+def test_ranking_holds_no_snapshot_between_searches(tmp_path):
     """A reader left in a transaction would keep SQLite from checkpointing the WAL, which would
     then grow for as long as the web app runs."""
-    monkeypatch.setattr(fts_rank, "ROW_COST_IN_POSTINGS", 0)
     url = _db(tmp_path)
     _fill(url, 120)
     assert _ranked(_path(url), "remission", range(1, 100), 120)
@@ -259,69 +294,3 @@ def test_the_ranking_process_holds_no_snapshot_between_searches(tmp_path, monkey
     busy, wal_pages, copied = writer.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
     writer.close()
     assert busy == 0 and wal_pages == copied
-
-
-def test_a_ranking_process_that_cannot_start_is_not_tried_again_at_once(tmp_path, monkeypatch,
-                                                                        caplog, answered):
-    url = _db(tmp_path)
-    _fill(url, 120)
-    monkeypatch.setattr(fts_rank, "ROW_COST_IN_POSTINGS", 0)
-    RANKER.stop()
-    python = fts_rank.sys.executable
-    monkeypatch.setattr(fts_rank.sys, "executable", "/bin/false")  # exits at once
-    session = new_session(url)
-    try:
-        with caplog.at_level(logging.WARNING, logger="db.search"):
-            _same(*_both(session, "remission", []))
-            assert "no ranking process" in caplog.text and "trying again in 60 s" in caplog.text
-            assert RANKER.process is None
-            caplog.clear()
-            _same(*_both(session, "biopsy", []))  # within the minute: not tried, not logged
-            assert answered == [False, False] and not caplog.text
-            RANKER.retry_after = 0.0  # a minute later, with a Python that starts
-            monkeypatch.setattr(fts_rank.sys, "executable", python)
-            _same(*_both(session, "biopsy", []))
-            assert answered[-1] and RANKER.process is not None and not caplog.text
-    finally:
-        session.close()
-
-
-RANK_AND_WAIT = """
-import sys, time
-import numpy as np
-from db import fts_rank
-from db.query import fts5_phrases, parse_query, to_fts5
-fts_rank.ROW_COST_IN_POSTINGS = 0
-query = parse_query("remission")
-assert fts_rank.ranking_process.rank(sys.argv[1], to_fts5(query), *fts5_phrases(query),
-                                     np.arange(1, 50), 120, (10.0, 4.0, 1.0, 0.0))
-print(fts_rank.ranking_process.process.pid, flush=True)
-time.sleep(600)
-"""
-
-
-def test_the_ranking_process_ends_when_its_web_process_is_killed(tmp_path):
-    url = _db(tmp_path)
-    _fill(url, 120)
-    with subprocess.Popen([sys.executable, "-c", RANK_AND_WAIT, _path(url)],
-                          stdout=subprocess.PIPE, text=True,
-                          cwd=fts_rank._ROOT) as web:  # noqa: SLF001
-        try:
-            ranking = int(web.stdout.readline())
-            assert os.path.exists(f"/proc/{ranking}")
-        finally:
-            web.kill()
-            web.wait(30)
-    deadline = time.monotonic() + 30
-    while os.path.exists(f"/proc/{ranking}") and _state(ranking) != "Z" \
-            and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not os.path.exists(f"/proc/{ranking}") or _state(ranking) == "Z"
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return ""
