@@ -80,10 +80,31 @@ class _Counts:
 
 @dataclass
 class _Database:
-    """One thread's read-only ranking connection to one database file, and its counts."""
+    """One thread's read-only ranking connection to one database file, its counts, and the
+    article_changes log's position when the articles' lengths it holds were last current."""
     inode: int
     connection: Any  # db._bm25.Connection
     counts: dict[str, _Counts] = field(default_factory=dict)
+    seq: int | None = None  # None: no lengths held
+
+    def follow_lengths(self) -> None:
+        """Keep the articles' lengths current: the log names every article added, deleted or
+        changed (a re-crawl that changes the text moves fetched_at); those are forgotten, and
+        looked up when ranked. All are read again when the log was pruned past this point."""
+        try:  # apart: SQLite finds a lone min() or max() in the index, both by a scan
+            ((last,),) = self.connection.rows("SELECT max(seq) FROM article_changes", ())
+            ((first,),) = self.connection.rows("SELECT min(seq) FROM article_changes", ())
+        except RuntimeError:  # a database from before the log: lengths are looked up
+            return
+        first, last = first or 0, last or 0
+        if self.seq is None or last < self.seq or first > self.seq + 1:
+            self.connection.load_lengths()
+        elif last > self.seq:
+            changed = [row[0] for row in self.connection.rows(
+                "SELECT DISTINCT article_id FROM article_changes WHERE seq > ? AND seq <= ?",
+                (self.seq, last))]
+            self.connection.forget_lengths(struct.pack(f"={len(changed)}q", *changed))
+        self.seq = last
 
     def holding(self, phrase: str, articles: int) -> int:
         """How many articles hold PHRASE (an FTS5 expression over the text columns)."""
@@ -130,6 +151,7 @@ class Ranker:
             return None
         try:
             found = self._open(os.path.abspath(database))
+            found.follow_lengths()
             holding = [float(found.holding(p, articles)) for p in text_phrases]
             counts = struct.pack(f"={len(holding) + other_phrases}d",
                                  *holding, *([-1.0] * other_phrases))

@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from db import fts_rank, search
 from db.articles import upsert_article
@@ -294,3 +295,25 @@ def test_ranking_holds_no_snapshot_between_searches(tmp_path):
     busy, wal_pages, copied = writer.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
     writer.close()
     assert busy == 0 and wal_pages == copied
+
+
+def test_an_article_whose_text_changes_is_scored_by_its_new_length(tmp_path):
+    """Each connection keeps every article's length; a re-crawl that changes an article's text
+    (its fetched_at moves, which the change log records) makes it look the length up again."""
+    from db.articles import ArticleData
+    from db.models import Article
+
+    url = _db(tmp_path)
+    _fill(url, 120)
+    path, match, ids = _path(url), to_fts5(parse_query("remission")), range(1, 121)
+    assert _close(dict(_ranked(path, "remission", ids, 120)), _bm25(path, match, ids))
+    assert RANKER._open(path).seq is not None  # noqa: SLF001 - the lengths are held
+    longer = sorted(_bm25(path, match, ids))[:3]
+    with session_scope(url) as s:
+        for article in s.scalars(select(Article).where(Article.id.in_(longer))):
+            _, stored = upsert_article(s, ArticleData(
+                canonical_url=article.canonical_url, url=article.url, title=article.title,
+                summary=article.summary, body=article.body + " filler" * 300,
+                kind=article.kind))
+            assert stored == article.id
+    assert _close(dict(_ranked(path, "remission", ids, 120)), _bm25(path, match, ids))
