@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from db import listing
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -85,26 +87,20 @@ class _Database:
     inode: int
     connection: Any  # db._bm25.Connection
     counts: dict[str, _Counts] = field(default_factory=dict)
-    seq: int | None = None  # None: no lengths held
+    seq: int = -1  # -1: no lengths held
 
     def follow_lengths(self) -> None:
         """Keep the articles' lengths current: the log names every article added, deleted or
         changed (a re-crawl that changes the text moves fetched_at); those are forgotten, and
-        looked up when ranked. All are read again when the log was pruned past this point."""
-        try:  # apart: SQLite finds a lone min() or max() in the index, both by a scan
-            ((last,),) = self.connection.rows("SELECT max(seq) FROM article_changes", ())
-            ((first,),) = self.connection.rows("SELECT min(seq) FROM article_changes", ())
+        looked up when ranked. All are read again when the log cannot say what changed."""
+        try:
+            self.seq, changed = listing.sqlite_changes(self.connection.rows, self.seq)
         except RuntimeError:  # a database from before the log: lengths are looked up
             return
-        first, last = first or 0, last or 0
-        if self.seq is None or last < self.seq or first > self.seq + 1:
+        if changed is None:
             self.connection.load_lengths()
-        elif last > self.seq:
-            changed = [row[0] for row in self.connection.rows(
-                "SELECT DISTINCT article_id FROM article_changes WHERE seq > ? AND seq <= ?",
-                (self.seq, last))]
+        elif changed:
             self.connection.forget_lengths(struct.pack(f"={len(changed)}q", *changed))
-        self.seq = last
 
     def holding(self, phrase: str, articles: int) -> int:
         """How many articles hold PHRASE (an FTS5 expression over the text columns)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -344,14 +344,9 @@ class Listing:
             changed = None if self.snapshot is None else _pg_changed(connection, self.snapshot)
             self.snapshot = snapshot
             return changed
-        last = connection.exec_driver_sql("SELECT max(seq) FROM article_changes").scalar() or 0
-        first = connection.exec_driver_sql("SELECT min(seq) FROM article_changes").scalar() or 0
-        since, self.seq = self.seq, last
-        if since < 0 or last < since or first > since + 1:  # new, replaced, or pruned past
-            return None
-        return [article_id for (article_id,) in connection.exec_driver_sql(
-            "SELECT DISTINCT article_id FROM article_changes WHERE seq > ? AND seq <= ?",
-            (since, last))]
+        self.seq, changed = sqlite_changes(
+            lambda sql, parameters: connection.exec_driver_sql(sql, parameters).all(), self.seq)
+        return changed
 
     def _catch_up(self, connection: sa.Connection, rebuild: bool) -> None:
         changes = self._changes(connection)
@@ -365,6 +360,25 @@ class Listing:
             changed = np.array(sorted(changes), dtype=np.int64)
             fresh = _read(connection, self.concepts, [int(i) for i in changed])
             self.columns = _merge(self.columns, changed, fresh)
+
+
+def sqlite_changes(rows: Callable[[str, tuple], Sequence[tuple]],
+                   since: int) -> tuple[int, list[int] | None]:
+    """SQLite's change log past SINCE (a position this returned before, -1 at first): the log's
+    position now, and the articles changed since (0 standing for the concepts), or None when
+    the log cannot tell (SINCE is -1, the database was replaced, or the log was pruned past
+    SINCE). ROWS(sql, parameters) runs one query and returns its rows. Nothing new costs one
+    query: max(seq) and min(seq) are each found in the index, but together by a scan."""
+    ((last,),) = rows("SELECT max(seq) FROM article_changes", ())
+    last = last or 0
+    if since >= 0 and last == since:
+        return last, []
+    ((first,),) = rows("SELECT min(seq) FROM article_changes", ())
+    if since < 0 or last < since or (first or 0) > since + 1:  # new, replaced, or pruned past
+        return last, None
+    return last, [article_id for (article_id,) in rows(
+        "SELECT DISTINCT article_id FROM article_changes WHERE seq > ? AND seq <= ?",
+        (since, last))]
 
 
 def _pg_snapshot(connection: sa.Connection) -> tuple[str, int]:
