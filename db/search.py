@@ -232,13 +232,18 @@ def _snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[int,
     if not ids:
         return {}
     cursor = session.connection().connection.driver_connection.cursor()
-    rows = cursor.execute(
-        "SELECT rowid, snippet(article_fts, 2, ?1, ?2, '…', 32), "
-        "snippet(article_fts, 1, ?1, ?2, '…', 32) FROM article_fts WHERE article_fts MATCH ?3 "
-        "AND rowid IN (SELECT value FROM json_each(?4))",  # (each looked up: a page is few)
-        (MARK_START, MARK_END, to_fts5(query), json.dumps(ids)))
-    return {rowid: best for rowid, body, summary in rows
-            if (best := _best_snippet(body, summary)) is not None}
+    match = to_fts5(query)
+    found: dict[int, str] = {}
+    for column in (2, 1):  # the summary's only for articles whose body shows no match
+        found.update((rowid, best) for rowid, snippet in cursor.execute(
+            f"SELECT rowid, snippet(article_fts, {column}, ?1, ?2, '…', 32) FROM article_fts "
+            "WHERE article_fts MATCH ?3 AND rowid IN (SELECT value FROM json_each(?4))",
+            (MARK_START, MARK_END, match, json.dumps(ids)))  # (each looked up: a page is few)
+            if (best := _best_snippet(snippet)) is not None)
+        ids = [i for i in ids if i not in found]
+        if not ids:
+            break
+    return found
 
 
 def _pg_snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[int, str]:
@@ -415,6 +420,12 @@ def _matches_most(cursor: sqlite3.Cursor, columns: listing.Columns, match: str) 
     return found > COMPLEMENT_ABOVE * probed
 
 
+# the articles of a page with their sources, built once (building it took a third as long as
+# running it)
+_PAGE_ARTICLES = (select(Article).where(Article.id.in_(sa.bindparam("ids", expanding=True)))
+                  .options(joinedload(Article.source)))
+
+
 def _listed_search(session: Session, index: tuple[listing.Columns, listing.ConceptTable],
                    query: ParsedQuery, concept_slugs: list[str], page: int, per_page: int,
                    by_rank: bool, facet_limit: int, filters: Filters) -> SearchPage:
@@ -467,8 +478,7 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
             page_ids += [int(i) for i in rest[:per_page - len(page_ids)]]
     else:  # past the ranked ones (which are the newest matches), or not ranked at all
         page_ids = [int(i) for i in columns.ids[ordered[offset:offset + per_page]]]
-    loaded = {a.id: a for a in session.scalars(
-        select(Article).where(Article.id.in_(page_ids)).options(joinedload(Article.source)))}
+    loaded = {a.id: a for a in session.scalars(_PAGE_ARTICLES, {"ids": page_ids})}
     rows = [loaded[i] for i in page_ids if i in loaded]
     found_snippets = {}
     if _rankable(session, query):

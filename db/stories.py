@@ -110,11 +110,20 @@ def _join(session: Session, article: Article, lead_id: int) -> int | None:
 
 def also_reported(session: Session, article_ids: Iterable[int]) -> dict[int, list[Article]]:
     """For each story-leading article, the other articles of its story, earliest first."""
-    ids = list(article_ids)
+    ids = [int(i) for i in article_ids]
     found: dict[int, list[Article]] = defaultdict(list)
-    if ids:
+    if not ids:
+        return found
+    # most articles lead no story: which of IDS do is asked first, through the driver (the
+    # ORM's statement handling cost 15 times the index lookup, a twentieth of a search page)
+    cursor = session.connection().connection.driver_connection.cursor()
+    listed = ",".join(map(str, ids))
+    cursor.execute(f"SELECT DISTINCT story_id FROM {Article.__tablename__} "
+                   f"WHERE story_id IN ({listed})")
+    leads = [lead for (lead,) in cursor.fetchall()]
+    if leads:
         for member in session.scalars(
-            select(Article).where(Article.story_id.in_(ids)).order_by(Article.id)
+            select(Article).where(Article.story_id.in_(leads)).order_by(Article.id)
         ):
             found[member.story_id].append(member)  # type: ignore[index]
     return found

@@ -229,6 +229,18 @@ def test_snippet_comes_from_the_body_not_the_title(db_url):
     assert snippets["Tebentafusp only in the title"] is None  # the page shows the summary
 
 
+def test_snippet_comes_from_the_summary_where_the_body_does_not_match(db_url):
+    with session_scope(db_url) as s:
+        upsert_article(s, _article(72, title="One", summary="Tebentafusp in the summary only.",
+                                   body="Nothing relevant here."))
+        upsert_article(s, _article(73, title="Two", summary="Tebentafusp in the summary too.",
+                                   body="The body names tebentafusp as well."))
+    _, page = _search(db_url, "tebentafusp")
+    snippets = {h.article.title: h.snippet for h in page.hits}
+    assert snippets == {"One": "\ue000Tebentafusp\ue001 in the summary only.",
+                        "Two": "The body names \ue000tebentafusp\ue001 as well."}
+
+
 def test_engines_beyond_the_limit_are_closed_not_left_to_the_collector(tmp_path):
     from db.session import MAX_ENGINES
 
