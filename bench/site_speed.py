@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -111,14 +111,31 @@ def free_port() -> int:
 
 
 def timed_get(url: str) -> tuple[float, bool]:
-    """Seconds to read URL, and whether the answer came from the server's page cache."""
+    """Seconds to read URL (an http://host:port/path URL), and whether the answer came from the
+    server's page cache. A request written on a socket and the answer read to the end: urllib
+    spent half a millisecond of CPU a request, a twelfth of what a search costs the server on
+    the same two cores, where this client spends a tenth of that."""
+    parts = urllib.parse.urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    request = (f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+               "Connection: close\r\n\r\n").encode()
     started = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=900) as response:
-        response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{url}: {response.status}")
-        hit = response.headers.get("X-Cache") == "hit"
-    return time.perf_counter() - started, hit
+    with socket.create_connection((parts.hostname, parts.port), timeout=900) as connection:
+        connection.sendall(request)
+        chunks = []
+        while chunk := connection.recv(1 << 16):
+            chunks.append(chunk)
+    took = time.perf_counter() - started
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = lines[0].split(" ", 2)[1] if " " in lines[0] else "?"
+    headers = {name.strip().lower(): value.strip() for name, _, value in
+               (line.partition(":") for line in lines[1:])}
+    if status != "200":
+        raise RuntimeError(f"{url}: {status}")
+    if int(headers.get("content-length", len(body))) != len(body):
+        raise RuntimeError(f"{url}: answer cut short")
+    return took, headers.get("x-cache") == "hit"
 
 
 def report(name: str, answers: list[tuple[float, bool]]) -> None:
