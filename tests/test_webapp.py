@@ -303,12 +303,15 @@ def test_page_links_are_the_urls_url_for_builds(args, slug, article_id):
     URLs, quoting and all, for any parameters a search can carry."""
     from flask import url_for
 
-    from webapp.links import article_url, concept_url, search_url
+    from webapp.links import article_url, concept_url, fixed_url, link, search_url
 
     app = _link_app()
     with app.test_request_context("/", base_url="http://example.org/prefix"):
         assert search_url(args) == url_for("site.search", **args)
         assert search_url(**args) == url_for("site.search", **args)
+        for endpoint in ("feeds.json_feed", "feeds.atom_feed", "subscribe.subscribe_form"):
+            assert link(endpoint, args) == url_for(endpoint, **args)
+        assert fixed_url("static", filename=slug) == url_for("static", filename=slug)
         for kind in ("therapy", "cancer", "target"):
             assert concept_url(kind, slug) == url_for("site.concept", kind=kind, slug=slug)
         assert article_url(article_id) == url_for("site.article", article_id=article_id)
@@ -336,6 +339,19 @@ def test_tag_chips_kept_between_pages_link_as_url_for_does_wherever_the_site_is_
                 assert 'title="therapy">&lt;b&gt;PD-1&lt;/b&gt;</a>' in html
                 assert f'href="{url_for("site.concept", kind="cancer", slug="nsclc")}"' in pages
     assert str(tag_chips([])) == ""
+
+
+def test_kept_paths_follow_where_the_site_is_mounted():
+    """A path built once is kept per app and per mount: another mount gets its own."""
+    from flask import url_for
+
+    from webapp.links import fixed_url
+
+    app = _link_app()
+    for mount in ("http://example.org/a", "http://example.org/b", "http://example.org/a"):
+        with app.test_request_context("/", base_url=mount):
+            assert fixed_url("site.about") == url_for("site.about") == mount[18:] + "/about"
+            assert fixed_url("static", filename="site.css") == mount[18:] + "/static/site.css"
 
 
 _LINK_APP = []

@@ -1,7 +1,8 @@
 """The links a page repeats many times (a search page has about 160: facets, tags, results),
 built as Flask's url_for builds them, without its per-call routing work: url_for took a fifth
-of a search page's time. Each path is looked up once per request; the query string and path
-segments are quoted exactly as url_for quotes them (tests/test_webapp.py compares the two)."""
+of a search page's time. Each path is built once for each place the site is mounted; the query
+string and path segments are quoted exactly as url_for quotes them (tests/test_webapp.py
+compares the two)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from flask import g, url_for
+from flask import current_app, request, url_for
 from markupsafe import Markup, escape
 
 from webapp.params import LABEL_PARAM
@@ -20,12 +21,20 @@ _QUERY_SAFE = "!$'()*,/:;?@"
 _SEGMENT_SAFE = "!$&'()*+,/:;=@"
 
 
-def _base(endpoint: str, **values: Any) -> str:
-    cached: dict[tuple[str, tuple[Any, ...]], str] = g.setdefault("_link_bases", {})
-    key = (endpoint, tuple(values.items()))
-    found = cached.get(key)
+PATHS_KEPT = 1024  # paths each app keeps (a few endpoints for each place it is mounted)
+
+
+def fixed_url(endpoint: str, **values: Any) -> str:
+    """url_for(ENDPOINT, **VALUES), built once by each app for each place it is mounted at
+    (the request's script root): for links whose values are the site's, not a reader's (a
+    page's navigation, its stylesheet), the same every time."""
+    kept: dict[tuple[Any, ...], str] = current_app.extensions.setdefault("links", {})
+    key = (request.script_root, endpoint, *values.items())
+    found = kept.get(key)
     if found is None:
-        found = cached[key] = url_for(endpoint, **values)
+        if len(kept) >= PATHS_KEPT:
+            kept.clear()
+        found = kept[key] = url_for(endpoint, **values)
     return found
 
 
@@ -36,27 +45,33 @@ def _parameter(name: str, value: str) -> str:
     return f"{quote_plus(name, _QUERY_SAFE)}={quote_plus(value, _QUERY_SAFE)}"
 
 
-def search_url(args: Mapping[str, Any] | None = None, **more: Any) -> str:
-    """url_for("site.search", **args, **more): values that are None are left out, lists
-    repeat their parameter."""
+def link(endpoint: str, args: Mapping[str, Any] | None = None, **more: Any) -> str:
+    """url_for(ENDPOINT, **ARGS, **MORE) for an endpoint whose path takes no values (the
+    search, the feeds, the home page): values that are None are left out, lists repeat their
+    parameter."""
     query = "&".join(
         _parameter(str(name), str(item)) for name, value in {**(args or {}), **more}.items()
         if value is not None
         for item in (value if isinstance(value, (list, tuple)) else (value,))
         if item is not None)
-    path = _base("site.search")
+    path = fixed_url(endpoint)
     return f"{path}?{query}" if query else path
+
+
+def search_url(args: Mapping[str, Any] | None = None, **more: Any) -> str:
+    """url_for("site.search", **args, **more), as link() builds it."""
+    return link("site.search", args, **more)
 
 
 def concept_url(kind: str, slug: str) -> str:
     """url_for("site.concept", kind=kind, slug=slug)."""
-    root = _base("site.concept", kind=kind, slug="_")[:-1]  # checks KIND as url_for does
+    root = fixed_url("site.concept", kind=kind, slug="_")[:-1]  # checks KIND as url_for does
     return root + quote(str(slug), safe=_SEGMENT_SAFE)
 
 
 def article_url(article_id: int) -> str:
     """url_for("site.article", article_id=article_id)."""
-    return f"{_base('site.article', article_id=0)[:-1]}{int(article_id)}"
+    return f"{fixed_url('site.article', article_id=0)[:-1]}{int(article_id)}"
 
 
 @lru_cache(maxsize=8192)
@@ -75,6 +90,6 @@ def tag_chips(concepts: list[Any], to_concept_pages: bool = False) -> Markup:
     again took a third of the page's rendering)."""
     if not concepts:
         return Markup("")
-    mount = _base("site.search")
+    mount = fixed_url("site.search")
     items = "".join(_chip(mount, to_concept_pages, c.label, c.slug, c.name) for c in concepts)
     return Markup(f'<ul class="chips" aria-label="Tags">{items}</ul>')
