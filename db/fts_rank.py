@@ -46,8 +46,8 @@ OPEN_DATABASES = 4  # databases each thread keeps a ranking connection to
 # fifth of the time of inserting 10,000 rows into a temporary table). +rowid: they filter the
 # full-text matches rather than drive the lookup (FTS5 would otherwise run the whole query
 # again for each candidate). Shared with db/search.py's own bm25 ranking.
-MATCHES_AMONG = ("FROM article_fts WHERE article_fts MATCH ? AND rowid BETWEEN ? AND ? "
-                 "AND +rowid IN (SELECT value FROM json_each(?))")
+MATCHES_BETWEEN = "FROM article_fts WHERE article_fts MATCH ? AND rowid BETWEEN ? AND ?"
+MATCHES_AMONG = f"{MATCHES_BETWEEN} AND +rowid IN (SELECT value FROM json_each(?))"
 
 
 def among(ids: Sequence[int]) -> tuple[int, int, str]:
@@ -130,13 +130,15 @@ class Ranker:
         self._local = threading.local()
 
     def rank(self, database: str | None, match: str, text_phrases: Sequence[str],
-             other_phrases: int, ids: np.ndarray, articles: int, weights: Sequence[float]
-             ) -> list[tuple[int, float]] | None:
+             other_phrases: int, ids: np.ndarray, articles: int, weights: Sequence[float],
+             listed: bool = True) -> list[tuple[int, float]] | None:
         """(id, bm25: lower is better) of each of IDS (ascending) that MATCH matches, or None
         when the caller should rank them with FTS5's bm25 itself. DATABASE: the SQLite file;
         MATCH's phrases are TEXT_PHRASES (each an FTS5 expression) in order, then
         OTHER_PHRASES that weigh nothing (the concept filters); ARTICLES: how many articles
-        there are now. Raises RankingError if the ranking failed."""
+        there are now. LISTED false: every match between the first and last of IDS is wanted
+        (MATCH's concept filter leaves out the rest), so IDS are not sent. Raises RankingError
+        if the ranking failed."""
         if not database or database == ":memory:" or database.startswith("file:"):
             return None
         if self.extension is None:
@@ -152,9 +154,13 @@ class Ranker:
             counts = struct.pack(f"={len(holding) + other_phrases}d",
                                  *holding, *([-1.0] * other_phrases))
             marks = ", ".join("?" * len(weights))
+            if listed:
+                return found.connection.rows(
+                    f"SELECT rowid, cached_bm25(article_fts, ?, {marks}) {MATCHES_AMONG}",
+                    (counts, *map(float, weights), match, *among(ids.tolist())))
             return found.connection.rows(
-                f"SELECT rowid, cached_bm25(article_fts, ?, {marks}) {MATCHES_AMONG}",
-                (counts, *map(float, weights), match, *among(ids.tolist())))
+                f"SELECT rowid, cached_bm25(article_fts, ?, {marks}) {MATCHES_BETWEEN}",
+                (counts, *map(float, weights), match, int(ids[0]), int(ids[-1])))
         except (RuntimeError, OSError) as error:
             raise RankingError(str(error)) from error
 

@@ -68,9 +68,9 @@ def answered(monkeypatch):
     seen: list[bool] = []
     original = RANKER.rank
 
-    def rank(*args):
+    def rank(*args, **kwargs):
         try:
-            answer = original(*args)
+            answer = original(*args, **kwargs)
         except fts_rank.RankingError:
             seen.append(False)
             raise
@@ -144,6 +144,83 @@ def test_search_pages_are_the_same_whichever_way_they_are_ranked(tmp_path, monke
                 _same(*_both(session, case["q"], case["slugs"], case["sort"], case["page"],
                              case["filters"]))
             assert answered and all(answered) == kept and any(answered) == kept
+    finally:
+        session.close()
+
+
+def test_a_concept_whose_every_article_is_a_candidate_is_ranked_without_the_list(
+        tmp_path, monkeypatch):
+    """When every article tagged with the searched concepts is a candidate, SQLite's concept
+    filter alone says which to rank (the candidates are not sent); the pages are those of the
+    SQL search either way, with the extension and with FTS5's bm25. A filter that leaves some
+    tagged articles out sends the list again."""
+    from sqlalchemy import update
+
+    from db.models import Article, ArticleConcept, Concept
+
+    url = _db(tmp_path)
+    _fill(url, 240)
+    with session_scope(url) as s:  # every melanoma article listed
+        melanoma = select(ArticleConcept.article_id).join(Concept).where(
+            Concept.slug.in_(["melanoma", "pembrolizumab"]))
+        s.execute(update(Article).where(Article.id.in_(melanoma))
+                  .values(filtered=False, story_id=None))
+    listed: list[bool] = []
+    original = RANKER.rank
+
+    def rank(*args, **kwargs):
+        listed.append(kwargs.get("listed", True))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(RANKER, "rank", rank)
+    session = new_session(url)
+    try:
+        for extension in (RANKER.extension, None):
+            monkeypatch.setattr(RANKER, "extension", extension)
+            monkeypatch.setattr(RANKER, "_told", True)
+            for q in ("remission", "survival OR relapse", "response -toxicity"):
+                for slugs in (["melanoma"], ["melanoma", "pembrolizumab"]):
+                    for page in (1, 2):
+                        del listed[:]
+                        _same(*_both(session, q, slugs, "relevance", page))
+                        assert listed == [False]
+                del listed[:]
+                _same(*_both(session, q, ["melanoma"], "relevance", 1,
+                             search.Filters(kinds=["news"])))
+                assert listed == [True]
+    finally:
+        session.close()
+
+
+def test_an_article_the_text_index_tags_and_the_listing_does_not_is_left_out(tmp_path):
+    """Ranked by SQLite's concept filter alone, a match the listing index does not count as
+    tagged (the two disagreeing) is still left out of the page and its count."""
+    from sqlalchemy import update
+
+    url = _db(tmp_path)
+    _fill(url, 120)
+    with session_scope(url) as s:  # every article listed: the concept filter alone decides
+        s.execute(update(search.Article).values(filtered=False, story_id=None))
+    session = new_session(url)
+    try:
+        before = search.search_articles(session, parse_query("remission"), ["melanoma"],
+                                        per_page=100)
+        melanoma = next(iter(search.listing.listing_for(session)[1]
+                             .with_descendants("melanoma")))
+        stray = session.scalar(select(search.Article.id).where(
+            search.Article.id.not_in([h.article.id for h in before.hits]),
+            search.Article.body.contains("remission")))
+        assert stray is not None
+        # the text index alone told the article is tagged (the trigger re-indexes it)
+        session.connection().exec_driver_sql(
+            "UPDATE articles SET tag_terms = tag_terms || ' c' || ? WHERE id = ?",
+            (melanoma, stray))
+        session.commit()
+        after = search.search_articles(session, parse_query("remission"), ["melanoma"],
+                                       per_page=100)
+        assert stray not in [h.article.id for h in after.hits]
+        assert [h.article.id for h in after.hits] == [h.article.id for h in before.hits]
+        assert after.total == before.total > 0
     finally:
         session.close()
 
