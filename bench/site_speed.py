@@ -7,7 +7,7 @@ requests answered per second.
     .venv/bin/python bench/site_speed.py [--articles 100000] [--requests 300] [--clients 4]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/EMPTY_DATABASE]
         [--reuse] [--warm-up 5] [--worker-timeout 30] [--page-cache-mb 0]
-        [--complement-above SHARE]
+        [--complement-above SHARE] [--unmerged]
 
 --reuse serves the articles an earlier run left in --database-url instead of storing new ones.
 --page-cache-mb is IMMUNOFEED_PAGE_CACHE_MB for the server: 0 (the default here) times the work
@@ -15,6 +15,8 @@ of every request; the site's default (32) sends a page asked for again from the 
 report then says how many were.
 --complement-above sets db.search.COMPLEMENT_ABOVE in the server's workers: above 1, broad
 searches never ask SQLite for the articles they do not match (the code before that shortcut).
+The full-text index is merged before the requests, as `immunofeed run` does each night
+(`immunofeed db optimize`); --unmerged leaves it as the storing left it (about ten segments).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from db.articles import tag_terms  # noqa: E402
 from db.copy import analyze  # noqa: E402
+from db.maintenance import optimize  # noqa: E402
 from db.models import Article, ArticleConcept, Concept  # noqa: E402
 from db.session import get_engine  # noqa: E402
 from webapp.cli import prepare_database  # noqa: E402
@@ -165,6 +168,8 @@ def main() -> None:
                         help="the server's IMMUNOFEED_PAGE_CACHE_MB (0: off)")
     parser.add_argument("--complement-above", type=float,
                         help="db.search.COMPLEMENT_ABOVE in the server's workers")
+    parser.add_argument("--unmerged", action="store_true",
+                        help="leave the full-text index unmerged (no `immunofeed db optimize`)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/site.db"
@@ -178,6 +183,8 @@ def main() -> None:
             print(f"{get_engine(url).dialect.name}: {args.articles:,} synthetic articles with "
                   f"their tags stored in {took:.0f} s ({args.articles / took:,.0f} articles/s)")
         analyze(url)  # as autovacuum soon would (on PostgreSQL; it is off on some servers)
+        if not args.unmerged:  # as the night's `immunofeed db optimize` does
+            print(optimize(url))
         port = free_port()
         config = Path(tmp) / "gunicorn_conf.py"  # hooks run in each worker as it starts
         config.write_text("" if args.complement_above is None else (

@@ -403,6 +403,19 @@ def db_copy(source: str, target: str) -> None:
                + ", ".join(f"{n} {name}" for name, n in copied.items() if n))
 
 
+@db_group.command("optimize")
+@friendly_errors
+def db_optimize() -> None:
+    """Merge the full-text index (SQLite: its segments into one; PostgreSQL: the GIN index's
+    pending entries, and fresh planner statistics), so that searches read one structure.
+    `immunofeed run` does this each night; run it after loading many articles at once."""
+    from db.maintenance import optimize
+
+    url = settings.database_url()
+    prepare_database(url)  # an empty or older database gets its schema first
+    click.echo(optimize(url))
+
+
 @cli.command("run")
 @click.option("--sources", "sources_file", type=click.Path(dir_okay=False),
               help="TOML file of sources (default: IMMUNOFEED_SOURCES or crawler/sources.toml).")

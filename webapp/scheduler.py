@@ -1,9 +1,10 @@
-"""`immunofeed run`: one long-running process that crawls each source on its interval and sends
-the digests at the configured hour (APScheduler).
+"""`immunofeed run`: one long-running process that crawls each source on its interval, sends
+the digests at the configured hour and merges the full-text index each night (APScheduler).
 
 Each crawl runs as its own `immunofeed crawl --only ...` process (Scrapy's reactor runs once per
-process, and a crawl that crashes must not take the scheduler with it). Digests are sent in this
-process; the delivery records make a digest run that overlaps a restart harmless.
+process, and a crawl that crashes must not take the scheduler with it), and so do the digests
+and the night's `immunofeed db optimize`; the delivery records make a digest run that overlaps
+a restart harmless.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from db.session import session_scope
 
 log = logging.getLogger("immunofeed.run")
 CHECK_EVERY = timedelta(minutes=1)  # how often due sources are looked for
+OPTIMIZE_AT = (3, 30)  # UTC hour and minute of the night's `immunofeed db optimize`
 
 
 class ScheduleError(ValueError):
@@ -92,6 +94,14 @@ class Runner:
         if done.returncode:
             log.warning("crawl exited with status %s", done.returncode)
 
+    def optimize(self) -> None:
+        done = subprocess.run([sys.executable, "-m", "webapp.cli", "db", "optimize"],
+                              capture_output=True, text=True, check=False)
+        for line in (done.stdout + done.stderr).strip().splitlines():
+            log.info("optimize: %s", line)
+        if done.returncode:
+            log.warning("optimize exited with status %s", done.returncode)
+
     def send(self, frequency: str) -> None:
         # in its own process too: it forks its senders, which a process running the
         # scheduler's threads should not do
@@ -120,6 +130,10 @@ def run_forever(url: str, sources_file: str | None, overrides: tuple[str, ...] =
         log.info("running: crawls every %d min by default, no digests", runner.interval)
         _start(scheduler)
         return
+    # the site-wide jobs run on the machine that sends the digests
+    scheduler.add_job(runner.optimize, CronTrigger(hour=OPTIMIZE_AT[0], minute=OPTIMIZE_AT[1],
+                                                   timezone="UTC"),
+                      max_instances=1, coalesce=True, misfire_grace_time=3600, id="optimize")
     daily = CronTrigger(hour=hour, minute=0, timezone="UTC")
     weekly = CronTrigger(day_of_week="mon", hour=hour, minute=0, timezone="UTC")
     scheduler.add_job(runner.send, daily, args=["daily"], max_instances=1, coalesce=True,
@@ -135,8 +149,8 @@ def run_forever(url: str, sources_file: str | None, overrides: tuple[str, ...] =
     if now.weekday() > 0 or now.hour >= hour:
         scheduler.add_job(runner.send, args=["weekly"], next_run_time=now,
                           id="weekly-catch-up", misfire_grace_time=None)
-    log.info("running: crawls every %d min by default, digests at %02d:00 UTC", runner.interval,
-             hour)
+    log.info("running: crawls every %d min by default, digests at %02d:00 UTC, the full-text "
+             "index merged at %02d:%02d UTC", runner.interval, hour, *OPTIMIZE_AT)
     _start(scheduler)
 
 
