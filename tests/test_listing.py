@@ -399,6 +399,18 @@ def test_the_tags_of_few_articles_are_those_a_pass_over_every_tag_finds(tmp_path
             for factor in (0, 10**9):  # the few sorted / the whole order filtered
                 monkeypatch.setattr(listing, "FEW_ARTICLES_FACTOR", factor)
                 assert listing.newest_first(columns, mask).tolist() == newest
+        # a concept set's articles, found through the tags sorted by concept: those a pass
+        # over every tag finds (sets of one, several, none, and ids no article is tagged with)
+        tagged = sorted({int(c) for c in columns.tag_concepts})
+        for size in (0, 1, 1, 2, 3, 8, len(tagged)):
+            wanted = set(rng.sample(tagged, min(size, len(tagged))))
+            if size == 2:
+                wanted.add(10**6)
+            expected = np.zeros(len(columns), dtype=bool)
+            expected[[p for p, c in zip(columns.tag_pos, columns.tag_concepts, strict=True)
+                      if int(c) in wanted]] = True
+            columns.masks.clear()
+            assert (listing.concept_mask(columns, wanted) == expected).all()
 
     try:
         compare()
