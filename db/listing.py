@@ -93,9 +93,11 @@ class Columns:
     year_values: np.ndarray = field(init=False, repr=False)
     year_code: np.ndarray = field(init=False, repr=False)
     listed_tally: list[Tally] = field(init=False, repr=False, compare=False)  # one, once asked
-    # the tags' positions by concept, and where each concept's run starts: one, once asked
+    # the tags' positions by concept, and where each concept's run starts (one, made once
+    # SORT_AFTER masks have been made without it), and how many have been
     by_concept: list[tuple[np.ndarray, np.ndarray]] = field(init=False, repr=False,
                                                            compare=False)
+    masks_made: list[int] = field(init=False, repr=False, compare=False)
     # each id's position (len(ids) where there is none), when ids are dense enough for a
     # table indexed by id to be small; None otherwise
     position_of: np.ndarray | None = field(init=False, repr=False)
@@ -126,7 +128,7 @@ class Columns:
             "concept_bound": int(self.tag_concepts.max(initial=0)) + 1, "masks": {},
             "source_values": source_values, "source_code": source_code.astype(np.int32),
             "year_values": year_values, "year_code": year_code.astype(np.int32),
-            "listed_tally": [], "by_concept": [], "position_of": None,
+            "listed_tally": [], "by_concept": [], "masks_made": [0], "position_of": None,
         }
         if len(self.ids) and self.ids[0] >= 0 and self.ids[-1] < 4 * len(self.ids) + 1024:
             position_of = np.full(int(self.ids[-1]) + 1, len(self.ids), dtype=np.int32)
@@ -474,10 +476,14 @@ def concept_mask(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
     mask = columns.masks.get(key)
     if mask is None:
         mask = np.zeros(len(columns), dtype=bool)
-        positions, starts = _by_concept(columns)
-        for concept_id in key:
-            if 0 <= concept_id < columns.concept_bound:
-                mask[positions[starts[concept_id]:starts[concept_id + 1]]] = True
+        columns.masks_made[0] += 1
+        if columns.by_concept or columns.masks_made[0] > SORT_AFTER:
+            positions, starts = _by_concept(columns)
+            for concept_id in key:
+                if 0 <= concept_id < columns.concept_bound:
+                    mask[positions[starts[concept_id]:starts[concept_id + 1]]] = True
+        else:
+            mask[columns.tag_pos[_tags_of(columns, key)]] = True
         mask.flags.writeable = False
         if len(columns.masks) >= MASKS_KEPT:
             columns.masks.pop(next(iter(columns.masks)), None)
@@ -485,11 +491,17 @@ def concept_mask(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
     return mask
 
 
+# Masks made by a pass over every tag before the tags are sorted by concept: sorting them costs
+# about as much as this many passes (100,000 articles: 10 ms against 0.24; a million, 108
+# against 2.7), so a state of the index that changes before then never pays for it.
+SORT_AFTER = 40
+
+
 def _by_concept(columns: Columns) -> tuple[np.ndarray, np.ndarray]:
     """The tags' article positions ordered by concept, and where each concept's run starts
-    (concept_bound + 1 of them): a concept's articles without a pass over every tag (a
-    comparison per tag cost a twentieth of a selective search at 100,000 articles). Sorted
-    once per state of the index, when first asked (concept ids fit 16 bits: a radix sort)."""
+    (concept_bound + 1 of them): a concept's articles without a pass over every tag (that
+    pass cost a twentieth of a selective search at 100,000 articles; a run, a hundredth).
+    Sorted once per state of the index (concept ids fit 16 bits: a radix sort)."""
     if not columns.by_concept:
         concepts = columns.tag_concepts
         keys = concepts.astype(np.uint16) if columns.concept_bound <= 1 << 16 else concepts
@@ -498,6 +510,18 @@ def _by_concept(columns: Columns) -> tuple[np.ndarray, np.ndarray]:
                                  np.arange(columns.concept_bound + 1, dtype=concepts.dtype))
         columns.by_concept[:] = [(columns.tag_pos[order], starts)]
     return columns.by_concept[0]
+
+
+def _tags_of(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
+    """Which (article, concept) tags are of one of CONCEPT_IDS: a comparison per tag for a
+    few concepts, a table lookup per tag for more (a lookup costs about four comparisons)."""
+    wanted = [int(c) for c in concept_ids]
+    if 0 < len(wanted) <= 3:
+        found = columns.tag_concepts == wanted[0]
+        for concept_id in wanted[1:]:
+            found |= columns.tag_concepts == concept_id
+        return found
+    return concept_lookup(columns, wanted)[columns.tag_concepts]
 
 
 def concept_lookup(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:

@@ -399,8 +399,8 @@ def test_the_tags_of_few_articles_are_those_a_pass_over_every_tag_finds(tmp_path
             for factor in (0, 10**9):  # the few sorted / the whole order filtered
                 monkeypatch.setattr(listing, "FEW_ARTICLES_FACTOR", factor)
                 assert listing.newest_first(columns, mask).tolist() == newest
-        # a concept set's articles, found through the tags sorted by concept: those a pass
-        # over every tag finds (sets of one, several, none, and ids no article is tagged with)
+        # a concept set's articles, by a pass over every tag and through the tags sorted by
+        # concept (sets of one, several, none, and ids no article is tagged with)
         tagged = sorted({int(c) for c in columns.tag_concepts})
         for size in (0, 1, 1, 2, 3, 8, len(tagged)):
             wanted = set(rng.sample(tagged, min(size, len(tagged))))
@@ -409,8 +409,12 @@ def test_the_tags_of_few_articles_are_those_a_pass_over_every_tag_finds(tmp_path
             expected = np.zeros(len(columns), dtype=bool)
             expected[[p for p, c in zip(columns.tag_pos, columns.tag_concepts, strict=True)
                       if int(c) in wanted]] = True
-            columns.masks.clear()
-            assert (listing.concept_mask(columns, wanted) == expected).all()
+            for sort_after, sorted_before in ((10**9, False), (0, True)):
+                monkeypatch.setattr(listing, "SORT_AFTER", sort_after)
+                columns.masks.clear()
+                columns.by_concept.clear()
+                assert (listing.concept_mask(columns, wanted) == expected).all()
+                assert bool(columns.by_concept) == sorted_before
 
     try:
         compare()
