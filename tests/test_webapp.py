@@ -341,6 +341,39 @@ def test_tag_chips_kept_between_pages_link_as_url_for_does_wherever_the_site_is_
     assert str(tag_chips([])) == ""
 
 
+@settings(max_examples=300, deadline=None)
+@given(q=st.text(max_size=12), page=st.integers(1, 9), sort=st.sampled_from(["relevance", "date"]),
+       dates=st.sampled_from([{}, {"from": "2025-01-01"}, {"to": "2026-02-01"}]),
+       filters=st.lists(st.tuples(st.sampled_from(["therapy", "cancer", "target", "kind",
+                                                   "source"]), st.text(min_size=1, max_size=8)),
+                        max_size=4),
+       param=st.sampled_from(["therapy", "cancer", "target", "kind", "source"]),
+       slugs=st.lists(st.text(min_size=1, max_size=8), max_size=4))
+def test_facet_links_are_those_with_filter_and_search_url_build(q, page, sort, dates, filters,
+                                                                param, slugs):
+    """filter_links writes the query's other parameters once for all of a facet's links: the
+    same URLs as search_url(params.with_filter(param, slug)), whatever the query holds and
+    wherever the facet's parameter stands in it (a slug already filtered on included)."""
+    from werkzeug.datastructures import MultiDict
+
+    from webapp.links import filter_links, search_url
+    from webapp.params import KINDS, SearchParams
+
+    class Facet:
+        def __init__(self, slug: str) -> None:
+            self.slug = slug
+
+    args = MultiDict([("q", q), ("page", str(page)), ("sort", sort), *dates.items(),
+                      *((name, value if name != "kind" else KINDS[len(value) % len(KINDS)])
+                        for name, value in filters)])
+    params = SearchParams.from_args(args)
+    chosen = [*slugs, *params.filters.get(param, [])[:1]]
+    facets = [Facet(slug) for slug in chosen]
+    with _link_app().test_request_context("/", base_url="http://example.org/prefix"):
+        assert filter_links(params, param, facets) == [
+            (facet, search_url(params.with_filter(param, facet.slug))) for facet in facets]
+
+
 def test_kept_paths_follow_where_the_site_is_mounted():
     """A path built once is kept per app and per mount: another mount gets its own."""
     from flask import url_for

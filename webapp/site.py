@@ -27,7 +27,15 @@ from db.search import MARK_END, MARK_START, Filters, search_articles
 from db.sources import source_statuses
 from db.stories import also_reported, story_of
 from webapp.app import db_session
-from webapp.links import article_url, concept_url, fixed_url, link, search_url, tag_chips
+from webapp.links import (
+    article_url,
+    concept_url,
+    filter_links,
+    fixed_url,
+    link,
+    search_url,
+    tag_chips,
+)
 from webapp.pagecache import cached
 from webapp.params import LABEL_PARAM, NO_SUCH_CONCEPT, SearchParams, search_params_or_400
 
@@ -96,7 +104,8 @@ def _template_globals(state) -> None:  # type: ignore[no-untyped-def]
     # a global, not a context processor, so imported macros see it too
     state.app.jinja_env.globals.update(LABEL_PARAM=LABEL_PARAM, search_url=search_url,
                                        concept_url=concept_url, article_url=article_url,
-                                       tag_chips=tag_chips, link=link, fixed_url=fixed_url)
+                                       tag_chips=tag_chips, link=link, fixed_url=fixed_url,
+                                       filter_links=filter_links)
 
 
 def _search_page(template: str, params: SearchParams) -> str:
