@@ -74,6 +74,7 @@ class Columns:
     tag_concepts: np.ndarray  # int32: ...and its concept
     up_pos: np.ndarray  # the same with each tag's ancestors added, one pair per article and
     up_concepts: np.ndarray  # concept: a facet count is what filtering on the concept shows
+    tag_mentions: np.ndarray  # int32: how often the article mentions each tag's concept
     # derived: where each article's tags start in tag_pos and up_pos (one more at the end)
     tag_start: np.ndarray = field(init=False, repr=False)
     up_start: np.ndarray = field(init=False, repr=False)
@@ -112,6 +113,8 @@ class Columns:
                 order = np.argsort(pos, kind="stable")
                 object.__setattr__(self, pos_name, pos[order])
                 object.__setattr__(self, concept_name, getattr(self, concept_name)[order])
+                if pos_name == "tag_pos":
+                    object.__setattr__(self, "tag_mentions", self.tag_mentions[order])
             pos = getattr(self, pos_name)
             starts = np.searchsorted(pos, np.arange(len(self.ids) + 1, dtype=pos.dtype))
             object.__setattr__(self, pos_name.replace("_pos", "_start"),
@@ -239,13 +242,15 @@ def _read(connection: sa.Connection, concepts: ConceptTable,
              "whole": bool}
     columns = {name: np.concatenate([p[name] for p in parts]) if parts
                else np.array([], dtype=dtype) for name, dtype in empty.items()}
-    tags = [np.array(rows, dtype=np.int64).reshape(-1, 2) for rows in _batches(
-        connection, "SELECT article_id, concept_id FROM article_concepts", "article_id", ids)]
-    pairs = np.concatenate(tags) if tags else np.zeros((0, 2), dtype=np.int64)
-    tag_ids, tag_concepts = pairs[:, 0].copy(), pairs[:, 1].copy()
+    tags = [np.array(rows, dtype=np.int64).reshape(-1, 3) for rows in _batches(
+        connection, "SELECT article_id, concept_id, mentions FROM article_concepts",
+        "article_id", ids)]
+    rows = np.concatenate(tags) if tags else np.zeros((0, 3), dtype=np.int64)
+    tag_ids, tag_concepts = rows[:, 0].copy(), rows[:, 1].copy()
     up_ids, up_concepts = _with_ancestors(tag_ids, tag_concepts, concepts)
     return {**columns, "tag_ids": tag_ids, "tag_concepts": tag_concepts,
-            "up_ids": up_ids, "up_concepts": up_concepts}
+            "tag_mentions": rows[:, 2].astype(np.int32), "up_ids": up_ids,
+            "up_concepts": up_concepts}
 
 
 def _with_ancestors(tag_ids: np.ndarray, tag_concepts: np.ndarray, concepts: ConceptTable
@@ -279,6 +284,7 @@ def _build(fresh: dict[str, np.ndarray]) -> Columns:
     for pos_name, concept_name, ids_name in _TAGS:
         parts[pos_name] = np.searchsorted(parts["ids"], fresh[ids_name]).astype(np.int32)
         parts[concept_name] = fresh[concept_name].astype(np.int32)
+    parts["tag_mentions"] = fresh["tag_mentions"]
     return Columns(**parts)
 
 
@@ -307,6 +313,9 @@ def _merge(old: Columns, changed: np.ndarray, fresh: dict[str, np.ndarray]) -> C
         parts[pos_name] = (moved if final is None else final[moved]).astype(np.int32)
         parts[concept_name] = np.concatenate([getattr(old, concept_name)[kept_tags],
                                               fresh[concept_name].astype(np.int32)])
+        if pos_name == "tag_pos":
+            parts["tag_mentions"] = np.concatenate([old.tag_mentions[kept_tags],
+                                                    fresh["tag_mentions"]])
     return Columns(**parts)
 
 
@@ -522,6 +531,18 @@ def _tags_of(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:
             found |= columns.tag_concepts == concept_id
         return found
     return concept_lookup(columns, wanted)[columns.tag_concepts]
+
+
+def tag_runs(columns: Columns, article_ids: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(id, start, end) of each of ARTICLE_IDS the index holds: its tags are those of
+    tag_concepts and tag_mentions from start to end."""
+    ids = np.array(article_ids, dtype=np.int64)
+    if not len(ids) or not len(columns):
+        return []
+    pos = np.minimum(np.searchsorted(columns.ids, ids), len(columns) - 1)
+    held = columns.ids[pos] == ids
+    return [(int(i), int(columns.tag_start[p]), int(columns.tag_start[p + 1]))
+            for i, p in zip(ids[held].tolist(), pos[held].tolist(), strict=True)]
 
 
 def concept_lookup(columns: Columns, concept_ids: Iterable[int]) -> np.ndarray:

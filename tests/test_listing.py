@@ -17,6 +17,7 @@ from db.concepts import (
     articles_per_month,
     co_occurring,
     concept_ids_by_slug,
+    concepts_for_articles,
     count_visible_tagged,
     sync_concepts,
     therapy_cancer_map,
@@ -433,6 +434,40 @@ def test_the_tags_of_few_articles_are_those_a_pass_over_every_tag_finds(tmp_path
         reader.close()
 
 
+def test_tags_read_from_the_index_are_those_the_database_lists(tmp_path, monkeypatch):
+    """An article's tags from the listing index: the same tags in the same order (most
+    mentioned first, then by name) as the query gives, as written, after a change of mentions
+    has been merged in, and for ids the index does not hold."""
+    from db.models import ArticleConcept
+
+    url = _db(tmp_path)
+    _fill(url, 90)
+    reader = new_session(url)
+    rng = random.Random(4)
+
+    def compare() -> None:
+        ids = [*reader.scalars(select(Article.id)), 10**9]
+        from_index = concepts_for_articles(reader, ids)
+        assert listing.listing_for(reader) is not None
+        with monkeypatch.context() as patched:
+            patched.setattr(listing, "listing_for", lambda session: None)
+            assert concepts_for_articles(reader, ids) == from_index
+        assert from_index[10**9] == [] and sum(map(len, from_index.values())) > 50
+        reader.rollback()
+
+    try:
+        compare()
+        with session_scope(url) as s:  # mentions that differ, some equal: names break ties
+            for article_id, concept_id in s.execute(
+                    select(ArticleConcept.article_id, ArticleConcept.concept_id)).all():
+                s.execute(update(ArticleConcept).where(
+                    ArticleConcept.article_id == article_id,
+                    ArticleConcept.concept_id == concept_id).values(mentions=rng.randint(1, 3)))
+        compare()
+    finally:
+        reader.close()
+
+
 def test_facets_of_most_articles_counted_from_the_few_outside_are_the_same(tmp_path):
     """A search matching most listed articles counts its facets as every listed article's
     counts less those of the listed ones it does not match: the same numbers as counting
@@ -465,7 +500,8 @@ def _columns(ids: list[int]) -> listing.Columns:
         date=zeros, published=zeros, added=zeros, listed=np.ones(n, dtype=bool),
         visible=np.ones(n, dtype=bool), whole=np.ones(n, dtype=bool),
         tag_pos=np.zeros(0, dtype=np.int32), tag_concepts=np.zeros(0, dtype=np.int32),
-        up_pos=np.zeros(0, dtype=np.int32), up_concepts=np.zeros(0, dtype=np.int32))
+        up_pos=np.zeros(0, dtype=np.int32), up_concepts=np.zeros(0, dtype=np.int32),
+        tag_mentions=np.zeros(0, dtype=np.int32))
 
 
 @given(st.sets(st.integers(1, 3000), max_size=200) | st.sets(st.integers(1, 2**40), max_size=50),
