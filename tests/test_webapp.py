@@ -343,20 +343,22 @@ def test_tag_chips_kept_between_pages_link_as_url_for_does_wherever_the_site_is_
 
 @settings(max_examples=300, deadline=None)
 @given(q=st.text(max_size=12), page=st.integers(1, 9), sort=st.sampled_from(["relevance", "date"]),
-       dates=st.sampled_from([{}, {"from": "2025-01-01"}, {"to": "2026-02-01"}]),
+       dates=st.sampled_from([{}, {"from": "2025-01-01"}, {"to": "2026-02-01"},
+                              {"from": "2025-01-01", "to": "2026-02-01"}]),
        filters=st.lists(st.tuples(st.sampled_from(["therapy", "cancer", "target", "kind",
                                                    "source"]), st.text(min_size=1, max_size=8)),
                         max_size=4),
        param=st.sampled_from(["therapy", "cancer", "target", "kind", "source"]),
        slugs=st.lists(st.text(min_size=1, max_size=8), max_size=4))
-def test_facet_links_are_those_with_filter_and_search_url_build(q, page, sort, dates, filters,
+def test_facet_links_are_those_query_args_and_search_url_build(q, page, sort, dates, filters,
                                                                 param, slugs):
-    """filter_links writes the query's other parameters once for all of a facet's links: the
-    same URLs as search_url(params.with_filter(param, slug)), whatever the query holds and
-    wherever the facet's parameter stands in it (a slug already filtered on included)."""
+    """filter_links and year_links write the query's other parameters once for all of a
+    facet's links: the same URLs as search_url(params.with_filter(param, slug)) and
+    search_url(params.query_args(from=..., to=...)), whatever the query holds and wherever
+    the facet's parameters stand in it (a slug already filtered on included)."""
     from werkzeug.datastructures import MultiDict
 
-    from webapp.links import filter_links, search_url
+    from webapp.links import filter_links, search_url, year_links
     from webapp.params import KINDS, SearchParams
 
     class Facet:
@@ -369,9 +371,13 @@ def test_facet_links_are_those_with_filter_and_search_url_build(q, page, sort, d
     params = SearchParams.from_args(args)
     chosen = [*slugs, *params.filters.get(param, [])[:1]]
     facets = [Facet(slug) for slug in chosen]
+    years = [Facet(str(year)) for year in (2024, 2026)]
     with _link_app().test_request_context("/", base_url="http://example.org/prefix"):
         assert filter_links(params, param, facets) == [
             (facet, search_url(params.with_filter(param, facet.slug))) for facet in facets]
+        assert year_links(params, years) == [(year, search_url(params.query_args(**{
+            "from": f"{year.slug}-01-01", "to": f"{year.slug}-12-31", "page": None})))
+            for year in years]
 
 
 def test_kept_paths_follow_where_the_site_is_mounted():

@@ -6,7 +6,7 @@ compares the two)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
@@ -65,25 +65,42 @@ def link(endpoint: str, args: Mapping[str, Any] | None = None, **more: Any) -> s
     return f"{path}?{query}" if query else path
 
 
+def _search_links(args: Mapping[str, Any], variants: Sequence[Mapping[str, Any]]) -> list[str]:
+    """search_url(ARGS) with each of VARIANTS' values in place of its names' (which ARGS holds,
+    where url_for would write them): the other parameters are written once for them all."""
+    names = {name for variant in variants for name in variant}
+    pieces: list[str | None] = [None if name in names else _query({name: value})
+                                for name, value in args.items()]
+    path = fixed_url("site.search")
+    links = []
+    for variant in variants:
+        query = "&".join(part for name, piece in zip(args, pieces, strict=True)
+                         if (part := _query({name: variant[name]}) if piece is None else piece))
+        links.append(f"{path}?{query}" if query else path)
+    return links
+
+
 def filter_links(params: SearchParams, param: str, facets: Iterable[T]
                  ) -> list[tuple[T, str]]:
     """Each of FACETS (values with a slug) with search_url(params.with_filter(PARAM, its
-    slug)): the rest of the query is written once for them all (a facet's link took a fifth
-    of a search page's rendering)."""
-    args = params.query_args(page=None)
-    names = list(args)
-    at = names.index(param) if param in args else len(names)  # where with_filter puts it
-    before = _query({name: args[name] for name in names[:at]})
-    after = _query({name: args[name] for name in names[at + 1:]})
+    slug)), the rest of the query written once for them all (a facet's link took a fifth of a
+    search page's rendering)."""
+    facets = list(facets)
     current = params.filters.get(param, [])
-    path = fixed_url("site.search")
-    links = []
-    for facet in facets:
-        slug = facet.slug  # type: ignore[attr-defined]
-        values = current if slug in current else [*current, slug]
-        query = "&".join(part for part in (before, _query({param: values}), after) if part)
-        links.append((facet, f"{path}?{query}"))
-    return links
+    variants = [{param: current if f.slug in current else [*current, f.slug]}  # type: ignore[attr-defined]
+                for f in facets]
+    args = params.query_args(**{param: "", "page": None})  # PARAM where with_filter puts it
+    return list(zip(facets, _search_links(args, variants), strict=True))
+
+
+def year_links(params: SearchParams, years: Iterable[T]) -> list[tuple[T, str]]:
+    """Each of YEARS (values whose slug is a year) with the search's link from its first day
+    to its last: search_url(params.query_args(from=..., to=..., page=None))."""
+    years = list(years)
+    variants = [{"from": f"{y.slug}-01-01", "to": f"{y.slug}-12-31"}  # type: ignore[attr-defined]
+                for y in years]
+    args = params.query_args(**{"from": "", "to": "", "page": None})
+    return list(zip(years, _search_links(args, variants), strict=True))
 
 
 def search_url(args: Mapping[str, Any] | None = None, **more: Any) -> str:

@@ -35,6 +35,7 @@ from webapp.links import (
     link,
     search_url,
     tag_chips,
+    year_links,
 )
 from webapp.pagecache import cached
 from webapp.params import LABEL_PARAM, NO_SUCH_CONCEPT, SearchParams, search_params_or_400
@@ -105,7 +106,7 @@ def _template_globals(state) -> None:  # type: ignore[no-untyped-def]
     state.app.jinja_env.globals.update(LABEL_PARAM=LABEL_PARAM, search_url=search_url,
                                        concept_url=concept_url, article_url=article_url,
                                        tag_chips=tag_chips, link=link, fixed_url=fixed_url,
-                                       filter_links=filter_links)
+                                       filter_links=filter_links, year_links=year_links)
 
 
 def _search_page(template: str, params: SearchParams) -> str:
