@@ -45,14 +45,20 @@ OPEN_DATABASES = 4  # databases each thread keeps a ranking connection to
 # The candidates go in as one JSON array, which SQLite reads into the IN list's own index (a
 # fifth of the time of inserting 10,000 rows into a temporary table). +rowid: they filter the
 # full-text matches rather than drive the lookup (FTS5 would otherwise run the whole query
-# again for each candidate). Shared with db/search.py's own bm25 ranking.
+# again for each candidate).
 MATCHES_BETWEEN = "FROM article_fts WHERE article_fts MATCH ? AND rowid BETWEEN ? AND ?"
 MATCHES_AMONG = f"{MATCHES_BETWEEN} AND +rowid IN (SELECT value FROM json_each(?))"
 
 
-def among(ids: Sequence[int]) -> tuple[int, int, str]:
-    """MATCHES_AMONG's last three parameters for the candidates IDS (ascending)."""
-    return int(ids[0]), int(ids[-1]), "[" + ",".join(map(str, ids)) + "]"
+def matches_among(ids: np.ndarray, listed: bool = True) -> tuple[str, tuple[int | str, ...]]:
+    """The FROM and WHERE of a ranking of the matches among the candidates IDS (ascending),
+    after the MATCH expression's parameter: with the list of them, or (LISTED false: every
+    match between the first and last is wanted) without it. Shared with db/search.py's own
+    bm25 ranking."""
+    bounds = (int(ids[0]), int(ids[-1]))
+    if not listed:
+        return MATCHES_BETWEEN, bounds
+    return MATCHES_AMONG, (*bounds, "[" + ",".join(map(str, ids.tolist())) + "]")
 
 
 class RankingError(Exception):
@@ -154,13 +160,10 @@ class Ranker:
             counts = struct.pack(f"={len(holding) + other_phrases}d",
                                  *holding, *([-1.0] * other_phrases))
             marks = ", ".join("?" * len(weights))
-            if listed:
-                return found.connection.rows(
-                    f"SELECT rowid, cached_bm25(article_fts, ?, {marks}) {MATCHES_AMONG}",
-                    (counts, *map(float, weights), match, *among(ids.tolist())))
+            among, parameters = matches_among(ids, listed)
             return found.connection.rows(
-                f"SELECT rowid, cached_bm25(article_fts, ?, {marks}) {MATCHES_BETWEEN}",
-                (counts, *map(float, weights), match, int(ids[0]), int(ids[-1])))
+                f"SELECT rowid, cached_bm25(article_fts, ?, {marks}) {among}",
+                (counts, *map(float, weights), match, *parameters))
         except (RuntimeError, OSError) as error:
             raise RankingError(str(error)) from error
 

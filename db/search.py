@@ -304,11 +304,9 @@ def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
     except fts_rank.RankingError as error:  # ranked below, and said so
         log.warning("ranking with kept counts failed (%s); ranking with bm25", error)
     cursor = session.connection().connection.driver_connection.cursor()
-    among = fts_rank.among(ids.tolist()) if listed else (int(ids[0]), int(ids[-1]))
-    return cursor.execute(
-        f"SELECT rowid, bm25(article_fts, ?, ?, ?, ?) "
-        f"{fts_rank.MATCHES_AMONG if listed else fts_rank.MATCHES_BETWEEN}",
-        (*weights, match, *among)).fetchall()
+    among, parameters = fts_rank.matches_among(ids, listed)
+    return cursor.execute(f"SELECT rowid, bm25(article_fts, ?, ?, ?, ?) {among}",
+                          (*weights, match, *parameters)).fetchall()
 
 
 def _pg_among(ids: np.ndarray) -> sa.ColumnElement[bool]:
