@@ -539,8 +539,7 @@ def tag_runs(columns: Columns, article_ids: Sequence[int]) -> list[tuple[int, in
     ids = np.array(article_ids, dtype=np.int64)
     if not len(ids) or not len(columns):
         return []
-    pos = np.minimum(np.searchsorted(columns.ids, ids), len(columns) - 1)
-    held = columns.ids[pos] == ids
+    pos, held = _searched(columns, ids)
     return [(int(i), int(columns.tag_start[p]), int(columns.tag_start[p + 1]))
             for i, p in zip(ids[held].tolist(), pos[held].tolist(), strict=True)]
 
@@ -631,9 +630,16 @@ def members(columns: Columns, ids: np.ndarray) -> np.ndarray:
         return mask[:-1]
     mask = np.zeros(len(columns), dtype=bool)
     if len(columns) and len(ids):
-        pos = np.minimum(np.searchsorted(columns.ids, ids), len(columns) - 1)
-        mask[pos[columns.ids[pos] == ids]] = True
+        pos, held = _searched(columns, ids)
+        mask[pos[held]] = True
     return mask
+
+
+def _searched(columns: Columns, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of IDS is, or would be, in the index (which must hold some article), by
+    binary search, and which of them it holds."""
+    pos = np.minimum(np.searchsorted(columns.ids, ids), len(columns) - 1)
+    return pos, columns.ids[pos] == ids
 
 
 def newest_first(columns: Columns, mask: np.ndarray) -> np.ndarray:
