@@ -103,34 +103,31 @@ def concepts_for_articles(session: Session, article_ids: Iterable[int]) -> dict[
     result: dict[int, list[Tag]] = {i: [] for i in ids}
     if not ids:
         return result
-    known: dict[int, Tag] = {}
+    rows: list[tuple[int, int, str, str, str, int]]  # article, concept, slug, label, name, mentions
     index = listing.listing_for(session)
     if index is not None:  # the index holds every tag: no query (a twentieth of a search page)
         columns, table = index
-        for article_id, start, end in listing.tag_runs(columns, ids):
-            for concept_id, _ in sorted(
-                    zip(columns.tag_concepts[start:end].tolist(),
-                        columns.tag_mentions[start:end].tolist(), strict=True),
-                    key=lambda tag: (-tag[1], table.rows[tag[0]].name)):
-                tag = known.get(concept_id)
-                if tag is None:
-                    row = table.rows[concept_id]
-                    tag = known[concept_id] = Tag(concept_id, row.slug, row.label, row.name)
-                result[article_id].append(tag)
-        return result
-    # written out, the ids as integer literals, and run by the driver: building the statement
-    # through SQLAlchemy took twice as long as the query itself for a page of 20, and its
-    # result handling as long again
-    listed = ",".join(map(str, ids))
-    cursor = session.connection().connection.driver_connection.cursor()
-    cursor.execute(
-        f"SELECT ac.article_id, c.id, c.slug, c.label, c.name, ac.mentions "
-        f"FROM {ArticleConcept.__tablename__} ac "
-        f"JOIN {Concept.__tablename__} c ON c.id = ac.concept_id "
-        f"WHERE ac.article_id IN ({listed})")
+        rows = [(article_id, concept_id, (row := table.rows[concept_id]).slug, row.label,
+                 row.name, mentions)
+                for article_id, start, end in listing.tag_runs(columns, ids)
+                for concept_id, mentions in zip(columns.tag_concepts[start:end].tolist(),
+                                                columns.tag_mentions[start:end].tolist(),
+                                                strict=True)]
+    else:
+        # written out, the ids as integer literals, and run by the driver: building the
+        # statement through SQLAlchemy took twice as long as the query itself for a page of 20,
+        # and its result handling as long again
+        cursor = session.connection().connection.driver_connection.cursor()
+        cursor.execute(
+            f"SELECT ac.article_id, c.id, c.slug, c.label, c.name, ac.mentions "
+            f"FROM {ArticleConcept.__tablename__} ac "
+            f"JOIN {Concept.__tablename__} c ON c.id = ac.concept_id "
+            f"WHERE ac.article_id IN ({','.join(map(str, ids))})")
+        rows = cursor.fetchall()
+    known: dict[int, Tag] = {}
     # sorted here, not by the database: names compare the same on every backend
     for article_id, concept_id, slug, label, name, _ in sorted(
-            cursor.fetchall(), key=lambda row: (-row[5], row[4])):
+            rows, key=lambda row: (-row[5], row[4])):
         tag = known.get(concept_id)
         if tag is None:
             tag = known[concept_id] = Tag(concept_id, slug, label, name)
