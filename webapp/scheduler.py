@@ -81,37 +81,34 @@ class Runner:
             return
         names = [s.name for s in due]
         log.info("crawling %s", ", ".join(names))
-        command = [sys.executable, "-m", "webapp.cli", "crawl"]
+        command = ["crawl"]
         if self.sources_file:
             command += ["--sources", str(Path(self.sources_file).resolve())]
         for name in names:
             command += ["--only", name]
         for override in self.overrides:
             command += ["--set", override]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        for line in (done.stdout + done.stderr).strip().splitlines():
-            log.info("crawl: %s", line)
-        if done.returncode:
-            log.warning("crawl exited with status %s", done.returncode)
+        _immunofeed(command, "crawl:", "crawl exited with status")
 
     def optimize(self) -> None:
-        done = subprocess.run([sys.executable, "-m", "webapp.cli", "db", "optimize"],
-                              capture_output=True, text=True, check=False)
-        for line in (done.stdout + done.stderr).strip().splitlines():
-            log.info("optimize: %s", line)
-        if done.returncode:
-            log.warning("optimize exited with status %s", done.returncode)
+        _immunofeed(["db", "optimize"], "optimize:", "optimize exited with status")
 
     def send(self, frequency: str) -> None:
         # in its own process too: it forks its senders, which a process running the
         # scheduler's threads should not do
-        done = subprocess.run([sys.executable, "-m", "webapp.cli", "digest", "send",
-                               "--frequency", frequency], capture_output=True, text=True,
-                              check=False)
-        for line in (done.stdout + done.stderr).strip().splitlines():
-            log.info("%s %s", frequency, line)
-        if done.returncode:
-            log.warning("%s digests: exit status %s", frequency, done.returncode)
+        _immunofeed(["digest", "send", "--frequency", frequency], frequency,
+                    f"{frequency} digests: exit status")
+
+
+def _immunofeed(arguments: list[str], label: str, failure: str) -> None:
+    """Run `immunofeed ARGUMENTS` in a process of its own, log each line it wrote after LABEL,
+    and, if it failed, FAILURE and its exit status."""
+    done = subprocess.run([sys.executable, "-m", "webapp.cli", *arguments],
+                          capture_output=True, text=True, check=False)
+    for line in (done.stdout + done.stderr).strip().splitlines():
+        log.info("%s %s", label, line)
+    if done.returncode:
+        log.warning("%s %s", failure, done.returncode)
 
 
 def run_forever(url: str, sources_file: str | None, overrides: tuple[str, ...] = (),
