@@ -122,14 +122,15 @@ def _search_page(template: str, params: SearchParams) -> str:
     )
     ids = [hit.article.id for hit in page.hits]
     tags = concepts_for_articles(session, ids)
+    feed_args = params.query_args(page=None, sort=None)
     return render_template(
         template,
         params=params,
         page=page,
         tags=tags,
         also=also_reported(session, ids),
-        feed_url=link("feeds.json_feed", params.query_args(page=None, sort=None)),
-        atom_url=link("feeds.atom_feed", params.query_args(page=None, sort=None)),
+        feed_url=link("feeds.json_feed", feed_args),
+        atom_url=link("feeds.atom_feed", feed_args),
     )
 
 
