@@ -278,7 +278,8 @@ def test_a_search_matching_most_articles_finds_the_same_by_what_it_does_not_matc
     """A search whose words match most of the newest articles asks the full-text index for
     the articles they do not match (db/search.py): the same results and facets, articles
     another writer stored without SQLite's every-article token included (PostgreSQL's vector
-    holds its lexeme whoever writes the row)."""
+    holds its lexeme whoever writes the row). Under a concept, the same whether the words
+    alone or the words under the concept are asked for what they do not match."""
     from db import search
     from db.search import Filters
 
@@ -304,11 +305,14 @@ def test_a_search_matching_most_articles_finds_the_same_by_what_it_does_not_matc
                                     for label, values in page.facets.items()}
 
     for slugs, filters, total in (((), {}, 7), ((), {"kinds": ["paper"]}, 2),
-                                  (("melanoma",), {"kinds": ["paper"]}, 1)):
+                                  (("melanoma",), {"kinds": ["paper"]}, 1),
+                                  (("melanoma",), {}, 3)):
         matches = run(2.0, slugs, **filters)  # never
         assert matches[1] == total
-        assert run(0.0, slugs, **filters) == matches  # always
-        assert run(0.5, slugs, **filters) == matches  # 7 of the newest 10 match
+        for words_alone in (0.0, 2.0):  # under any concept / under none
+            monkeypatch.setattr(search, "WORDS_ALONE_ABOVE", words_alone)
+            assert run(0.0, slugs, **filters) == matches  # always
+            assert run(0.5, slugs, **filters) == matches  # 7 of the newest 10 match
         # PostgreSQL asks among few candidates (2 here) unless they are over this share
         monkeypatch.setattr(search, "PG_AMONG_SHARE", 1.0)
         assert run(0.0, slugs, **filters) == matches

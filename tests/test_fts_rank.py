@@ -128,10 +128,14 @@ def test_the_extension_shares_pythons_sqlite():
     assert not _bm25.same_sqlite("/nonexistent/_sqlite3.so")
 
 
+@pytest.mark.parametrize("words_alone", [0.0, 2.0])
 def test_search_pages_are_the_same_whichever_way_they_are_ranked(tmp_path, monkeypatch,
-                                                                 answered):
+                                                                 answered, words_alone):
+    """WORDS_ALONE: 0, candidates under concepts are ranked by the words' postings alone; 2,
+    through the concepts' tokens."""
     url = _db(tmp_path)
     _fill(url, 240)
+    monkeypatch.setattr(search, "WORDS_ALONE_ABOVE", words_alone)
     session = new_session(url)
     try:
         for extension, kept in ((RANKER.extension, True), (None, False)):
@@ -153,7 +157,8 @@ def test_a_concept_whose_every_article_is_a_candidate_is_ranked_without_the_list
     """When every article tagged with the searched concepts is a candidate, SQLite's concept
     filter alone says which to rank (the candidates are not sent); the pages are those of the
     SQL search either way, with the extension and with FTS5's bm25. A filter that leaves some
-    tagged articles out sends the list again."""
+    tagged articles out sends the list again, and so do candidates ranked by the words'
+    postings alone (WORDS_ALONE_ABOVE: there they are dense among the articles)."""
     from sqlalchemy import update
 
     from db.models import Article, ArticleConcept, Concept
@@ -181,9 +186,11 @@ def test_a_concept_whose_every_article_is_a_candidate_is_ranked_without_the_list
             for q in ("remission", "survival OR relapse", "response -toxicity"):
                 for slugs in (["melanoma"], ["melanoma", "pembrolizumab"]):
                     for page in (1, 2):
-                        del listed[:]
-                        _same(*_both(session, q, slugs, "relevance", page))
-                        assert listed == [False]
+                        for words_alone, sent in ((2.0, False), (0.0, True)):
+                            monkeypatch.setattr(search, "WORDS_ALONE_ABOVE", words_alone)
+                            del listed[:]
+                            _same(*_both(session, q, slugs, "relevance", page))
+                            assert listed == [sent]
                 del listed[:]
                 _same(*_both(session, q, ["melanoma"], "relevance", 1,
                              search.Filters(kinds=["news"])))
