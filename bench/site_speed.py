@@ -1,8 +1,11 @@
 """Site speed: N synthetic tagged articles in SQLite (or the PostgreSQL database given),
 served by gunicorn with 2 workers on 127.0.0.1, read by a load generator on the same machine.
-Reports the rate the articles were stored at, p50/p95 latency of selective searches, broad
-searches (over a tenth of the articles match) and concept pages, facets and all, and the
-requests answered per second.
+Reports the rate the articles were stored at, p50/p95 latency of selective searches (a common
+word among the articles of a rarely used concept), searches within a common concept (the same
+word among the articles of a much used concept or class: immunotherapy covers a fifth of them),
+broad searches (over a tenth of the articles match) and concept pages, facets and all, and the
+requests answered per second. A concept's use counts the articles tagged with it or with one
+of its descendants, as a search filtered on it finds them.
 
     .venv/bin/python bench/site_speed.py [--articles 100000] [--requests 300] [--clients 4]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/EMPTY_DATABASE]
@@ -40,6 +43,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from db.articles import tag_terms  # noqa: E402
+from db.concepts import ancestor_chains  # noqa: E402
 from db.copy import analyze  # noqa: E402
 from db.maintenance import optimize  # noqa: E402
 from db.models import Article, ArticleConcept, Concept  # noqa: E402
@@ -94,6 +98,26 @@ def fill(url: str, count: int, seed: int = 7) -> list[tuple[str, str]]:
             c.execute(sa.insert(Article), rows)
             c.execute(sa.insert(ArticleConcept), links)
     return sorted(used, key=lambda key: -used[key])
+
+
+def by_reach(url: str) -> list[tuple[str, str]]:
+    """The stored concepts' (page kind, slug) ordered by the articles a search filtered on each
+    finds (tagged with it or a descendant; an article with two such tags counted twice), most
+    first. A class (immunotherapy) is seldom tagged itself but reaches every article of its
+    members."""
+    with get_engine(url).connect() as c:
+        rows = c.execute(sa.select(Concept.id, Concept.label, Concept.slug, Concept.parent_slug,
+                                   sa.func.count(ArticleConcept.article_id))
+                         .outerjoin(ArticleConcept, ArticleConcept.concept_id == Concept.id)
+                         .group_by(Concept.id, Concept.label, Concept.slug,
+                                   Concept.parent_slug)).all()
+    tagged = {row.id: row[4] for row in rows}
+    reach = dict.fromkeys(tagged, 0)
+    for cid, chain in ancestor_chains((row.id, row.slug, row.parent_slug) for row in rows).items():
+        for ancestor in chain:  # the concept itself, then its ancestors
+            reach[ancestor] += tagged[cid]
+    return [(row.label.lower(), row.slug)
+            for row in sorted(rows, key=lambda row: -reach[row.id]) if reach[row.id]]
 
 
 def popular_concepts(url: str) -> list[tuple[str, str]]:
@@ -205,20 +229,24 @@ def main() -> None:
                 except OSError:
                     time.sleep(0.2)
             rng = random.Random(1)
-            rare = popular[len(popular) // 2:]
+            reached = by_reach(url)
+            rare, common = reached[len(reached) // 2:], reached[:len(reached) // 2]
             selective = ["{}/search?q=remission&{}={}".format(base, *rng.choice(rare))
                          for _ in range(args.requests)]
+            within = ["{}/search?q=remission&{}={}".format(base, *rng.choice(common))
+                      for _ in range(args.requests)]
             broad = [f"{base}/search?q={rng.choice(WORDS)}" for _ in range(args.requests)]
             concept = ["{}/{}/{}".format(base, *rng.choice(popular[:40]))
                        for _ in range(args.requests)]
             with ThreadPoolExecutor(args.clients) as pool:
-                for warm in (selective[:args.warm_up], broad[:args.warm_up],
-                             concept[:args.warm_up]):
+                for warm in (selective[:args.warm_up], within[:args.warm_up],
+                             broad[:args.warm_up], concept[:args.warm_up]):
                     list(pool.map(timed_get, warm))
                 print(f"gunicorn, 2 workers; {args.clients} clients on the same 2-core machine; "
                       f"page cache {args.page_cache_mb} MB")
                 rates = []
                 for name, urls in (("selective search (rare concept)", selective),
+                                   ("search within a common concept", within),
                                    ("broad search (one common word)", broad),
                                    ("concept page", concept)):
                     urls_of[name] = urls
