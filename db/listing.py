@@ -609,15 +609,16 @@ def tally(columns: Columns, mask: np.ndarray, concept_size: int) -> Tally:
 
 
 def _count(columns: Columns, mask: np.ndarray, concept_size: int) -> Tally:
+    # the values gathered by position, however many: picking them with the mask costs more
+    # (a million articles, a fifth of them in MASK: 10.7 ms against 2.1 for the three)
     positions = np.flatnonzero(mask)
-    # few: their values gathered by position, not by a pass over the whole mask
-    pick = positions if len(positions) * FEW_ARTICLES_FACTOR < len(mask) else mask
     return Tally(np.bincount(concepts_in(columns, mask, positions=positions),
                              minlength=concept_size),
-                 np.bincount(columns.kind[pick] % (len(KINDS) + 1),  # other (-1): the last
+                 np.bincount(columns.kind[positions] % (len(KINDS) + 1),  # other (-1): last
                              minlength=len(KINDS) + 1),
-                 np.bincount(columns.source_code[pick], minlength=len(columns.source_values)),
-                 np.bincount(columns.year_code[pick], minlength=len(columns.year_values)))
+                 np.bincount(columns.source_code[positions],
+                             minlength=len(columns.source_values)),
+                 np.bincount(columns.year_code[positions], minlength=len(columns.year_values)))
 
 
 def members(columns: Columns, ids: np.ndarray) -> np.ndarray:
