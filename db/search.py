@@ -498,7 +498,7 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
                         concept_sets, len(columns.ids))
     if by_rank and offset < len(ranked):
         ids = np.array([row[0] for row in ranked], dtype=np.int64)
-        published = columns.published[np.searchsorted(columns.ids, ids)]
+        published = columns.published[listing.positions(columns, ids)]
         # best first; among equals, as lists sort: newest, undated last, then by id
         best = np.lexsort((-ids, -published, published == 0,
                            np.array([row[1] for row in ranked])))

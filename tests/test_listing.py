@@ -515,3 +515,8 @@ def test_members_are_the_indexed_ids_among_those_asked_for(held, asked, far):
         found = listing.members(columns, np.array(ids, dtype=np.int64))
         assert found.shape == (len(held),)
         assert columns.ids[found].tolist() == sorted(held & set(ids))
+        if held:  # each id's position, and whether the index holds it
+            pos, found_each = listing._searched(columns, np.array(ids, dtype=np.int64))  # noqa: SLF001
+            assert found_each.tolist() == [i in held for i in ids]
+            assert columns.ids[pos[found_each]].tolist() == [i for i in ids if i in held]
+            assert ((pos >= 0) & (pos < len(held))).all()
