@@ -102,6 +102,10 @@ class Columns:
     # each id's position (len(ids) where there is none), when ids are dense enough for a
     # table indexed by id to be small; None otherwise
     position_of: np.ndarray | None = field(init=False, repr=False)
+    # what common words' searches do not match (see unmatched): by search, the ids, and the
+    # articles changed since they were asked for (None: none)
+    unmatched_kept: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(
+        init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # tags in article order, and where each article's run of them starts, so the tags of
@@ -132,6 +136,7 @@ class Columns:
             "source_values": source_values, "source_code": source_code.astype(np.int32),
             "year_values": year_values, "year_code": year_code.astype(np.int32),
             "listed_tally": [], "by_concept": [], "masks_made": [0], "position_of": None,
+            "unmatched_kept": {},
         }
         if len(self.ids) and self.ids[0] >= 0 and self.ids[-1] < 4 * len(self.ids) + 1024:
             position_of = np.full(int(self.ids[-1]) + 1, len(self.ids), dtype=np.int32)
@@ -316,7 +321,9 @@ def _merge(old: Columns, changed: np.ndarray, fresh: dict[str, np.ndarray]) -> C
         if pos_name == "tag_pos":
             parts["tag_mentions"] = np.concatenate([old.tag_mentions[kept_tags],
                                                     fresh["tag_mentions"]])
-    return Columns(**parts)
+    merged = Columns(**parts)
+    _carry_unmatched(old, merged, changed)
+    return merged
 
 
 class Listing:
@@ -634,6 +641,44 @@ def members(columns: Columns, ids: np.ndarray) -> np.ndarray:
         pos, held = _searched(columns, ids)
         mask[pos[held]] = True
     return mask
+
+
+# A search whose words nearly every article holds asks the database for the few articles
+# they do not match (db/search.py): at a million articles a walk of two posting lists, about
+# 50 ms on SQLite, 85 on PostgreSQL. Those few are kept with the state of the index, for up to
+# UNMATCHED_KEPT searches, and carried into each state merged from it with the articles
+# changed in between, which alone are asked again; past UNMATCHED_CHANGED_SHARE of the
+# articles changed, a kept answer is dropped (asking for them all costs about as much).
+UNMATCHED_KEPT = 64
+UNMATCHED_CHANGED_SHARE = 0.05
+
+
+def unmatched(columns: Columns, search: str,
+              find: Callable[[np.ndarray | None], np.ndarray]) -> np.ndarray:
+    """The ids (ascending) of the articles SEARCH (the database's expression for the articles
+    a search does not match) finds. FIND(None) asks the database for every one, FIND(ids) for
+    those among IDS; the answer is kept with COLUMNS (see UNMATCHED_KEPT)."""
+    kept = columns.unmatched_kept.get(search)
+    if kept is None:
+        found = np.unique(find(None))
+    else:
+        found, changed = kept
+        if changed is not None:  # the changed articles' answers replace what was kept
+            found = np.union1d(found[~np.isin(found, changed)], find(changed))
+    columns.unmatched_kept.pop(search, None)
+    if len(columns.unmatched_kept) >= UNMATCHED_KEPT:  # the least recently asked goes
+        columns.unmatched_kept.pop(next(iter(columns.unmatched_kept)), None)
+    columns.unmatched_kept[search] = (found, None)
+    return found
+
+
+def _carry_unmatched(old: Columns, merged: Columns, changed: np.ndarray) -> None:
+    """OLD's kept unmatched articles into MERGED, the state OLD became when CHANGED did."""
+    bound = max(UNMATCHED_CHANGED_SHARE * len(merged), 1)
+    for search, (found, before) in list(old.unmatched_kept.items()):
+        since = changed if before is None else np.union1d(before, changed)
+        if len(since) <= bound:
+            merged.unmatched_kept[search] = (found, since)
 
 
 def _searched(columns: Columns, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -322,18 +322,21 @@ def _pg_among(ids: np.ndarray) -> sa.ColumnElement[bool]:
                                          ARRAY(sa.BigInteger)))
 
 
-def _pg_unmatched_ids(session: Session, query: ParsedQuery) -> np.ndarray:
-    """The ids of every article QUERY does not match on PostgreSQL, from the GIN index alone:
-    the lexeme every article's vector holds (migration 0010) and not QUERY's words. It reads
-    two posting lists, not the rows of every match."""
+def _pg_unmatched_ids(session: Session, query: ParsedQuery,
+                      among: np.ndarray | None = None) -> np.ndarray:
+    """The ids of every article QUERY does not match on PostgreSQL (of AMONG only, when
+    given), from the GIN index alone: the lexeme every article's vector holds (migration 0010)
+    and not QUERY's words. It reads two posting lists, not the rows of every match."""
     every = sa.cast(sa.literal(f"'{PG_EVERY_ARTICLE}'"), TSQUERY)
     unmatched = func.tsquery_and(every, func.tsquery_not(_pg_whole_tsquery(query)))
     if query.groups:  # words that are all stop words match nothing (not: all but exclusions)
         unmatched = sa.case((func.numnode(_pg_tsquery(query.groups)) == 0, every),
                             else_=unmatched)
-    return _ids_of(session.scalar(
-        select(func.string_agg(sa.cast(Article.id, sa.Text), ","))
-        .where(_vector.op("@@")(unmatched))))
+    stmt = select(func.string_agg(sa.cast(Article.id, sa.Text), ",")).where(
+        _vector.op("@@")(unmatched))
+    if among is not None:
+        stmt = stmt.where(_pg_among(among))
+    return _ids_of(session.scalar(stmt))
 
 
 def _pg_complementable(query: ParsedQuery) -> bool:
@@ -413,7 +416,9 @@ def _matches(session: Session, columns: listing.Columns, query: ParsedQuery,
         within = columns.ids[mask] if candidates * 4 < len(columns.ids) else None
         if (within is None or len(within) > PG_AMONG_SHARE * len(columns.ids)) \
                 and _pg_complementable(query) and _pg_matches_most(session, columns, query):
-            return ~listing.members(columns, _pg_unmatched_ids(session, query))
+            return ~listing.members(columns, listing.unmatched(
+                columns, f"pg: {query.groups!r} {query.excluded!r}",
+                lambda among: _pg_unmatched_ids(session, query, among)))
         return listing.members(columns, _pg_matching_ids(session, query, within))
     match = to_fts5(query, concepts)
     # Under concepts that hold many of the articles the words are matched without them (MASK
@@ -424,7 +429,9 @@ def _matches(session: Session, columns: listing.Columns, query: ParsedQuery,
     lacking = mask & ~columns.whole  # articles written without the token: looked up by id
     if not _matches_most(cursor, columns, words) or np.count_nonzero(lacking) > LACKING_AT_MOST:
         return listing.members(columns, _fts5_ids(cursor, match))
-    unmatched = _fts5_ids(cursor, f'(tag_terms : "{EVERY_ARTICLE}") NOT ({words})')
+    complement = f'(tag_terms : "{EVERY_ARTICLE}") NOT ({words})'
+    unmatched = listing.unmatched(columns, complement,
+                                  lambda among: _fts5_ids(cursor, complement, among))
     matched = columns.whole & ~listing.members(columns, unmatched)
     if lacking.any():
         matched |= listing.members(columns, _fts5_ids(cursor, words, columns.ids[lacking]))

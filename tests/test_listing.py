@@ -520,3 +520,61 @@ def test_members_are_the_indexed_ids_among_those_asked_for(held, asked, far):
             assert found_each.tolist() == [i in held for i in ids]
             assert columns.ids[pos[found_each]].tolist() == [i for i in ids if i in held]
             assert ((pos >= 0) & (pos < len(held))).all()
+
+
+def test_what_a_common_words_search_does_not_match_is_kept_and_follows_changes(tmp_path,
+                                                                               monkeypatch):
+    """The articles a search's words do not match, once asked for, are kept with the state of
+    the index; a later state asks only about the articles changed in between (new, re-crawled,
+    deleted), and asks again about all once more than UNMATCHED_CHANGED_SHARE changed. The
+    searches equal SQL's throughout."""
+    url = _db(tmp_path)
+    _fill(url, 60)
+    monkeypatch.setattr(search, "COMPLEMENT_ABOVE", 0.0)  # every search asks for what it lacks
+    asked: list[list[int] | None] = []
+    kept = listing.unmatched
+
+    def unmatched(columns, key, find):
+        def recorded(among):
+            asked.append(None if among is None else sorted(among.tolist()))
+            return find(among)
+        return kept(columns, key, recorded)
+
+    monkeypatch.setattr(listing, "unmatched", unmatched)
+    reader = new_session(url)
+    searches = ("remission", "relapse OR survival", "surv* -toxicity")
+
+    def check() -> list[list[int] | None]:
+        reader.rollback()  # a new request: a new read transaction
+        del asked[:]
+        for q in searches:  # newest first: few enough matches to rank would be ranked alone
+            _same(*_both(reader, q, [], "date", per_page=100))
+            _same(*_both(reader, q, [], "date", filters=Filters(kinds=["news"])))
+        return asked[:]
+
+    def ids() -> list[int]:
+        reader.rollback()
+        return list(reader.scalars(select(Article.id).order_by(Article.id)))
+
+    try:
+        assert check() == [None] * len(searches)  # asked once each, then kept
+        assert check() == []
+        rng = random.Random(8)
+        before = ids()
+        with session_scope(url) as s:  # one new, one re-crawled without the words, one gone
+            upsert_article(s, _article(rng, 200))
+            rewritten = _article(rng, 4)
+            rewritten.body = rewritten.title = rewritten.summary = "nothing of note"
+            assert upsert_article(s, rewritten)[0] == "updated"
+            s.execute(delete(Article).where(Article.id == before[10]))
+        changed = sorted({*(set(ids()) - set(before)), before[10],
+                          reader.scalar(select(Article.id).where(
+                              Article.canonical_url == "https://news.example/4"))})
+        assert check() == [changed] * len(searches)
+        assert check() == []
+        with session_scope(url) as s:  # more than UNMATCHED_CHANGED_SHARE of them
+            for i in range(300, 305):
+                upsert_article(s, _article(rng, i))
+        assert check() == [None] * len(searches)
+    finally:
+        reader.close()
