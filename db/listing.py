@@ -699,9 +699,24 @@ def positions(columns: Columns, ids: np.ndarray) -> np.ndarray:
     return _searched(columns, ids)[0]
 
 
-def newest_first(columns: Columns, mask: np.ndarray) -> np.ndarray:
-    """Positions of the articles in MASK, newest first (as lists sort by date)."""
+ORDER_SLACK = 1024  # positions of the date order read past newest_first's estimate
+
+
+def newest_first(columns: Columns, mask: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """Positions of the articles in MASK, newest first (as lists sort by date); with LIMIT, the
+    newest LIMIT of them at least (all, if there are fewer), possibly more."""
     positions = np.flatnonzero(mask)
-    if len(positions) * FEW_ARTICLES_FACTOR >= len(columns):  # many: one pass over the order
-        return columns.by_date[mask[columns.by_date]]
-    return positions[np.argsort(columns.date_rank[positions])]  # few: sort just them
+    if len(positions) * FEW_ARTICLES_FACTOR < len(columns):  # few: sort just them
+        return positions[np.argsort(columns.date_rank[positions])]
+    order = columns.by_date  # many: the date order filtered, as far as LIMIT needs
+    if limit is None:
+        return order[mask[order]]
+    # where the newest LIMIT are expected to end, were MASK's articles spread evenly (a
+    # fifth of a million articles, the newest 10,020: 0.3 ms against 5 for all of them)
+    end = limit * len(order) // max(len(positions), 1) * 5 // 4 + ORDER_SLACK
+    while True:
+        head = order[:end]
+        found = head[mask[head]]
+        if len(found) >= limit or end >= len(order):
+            return found
+        end *= 2

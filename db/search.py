@@ -499,7 +499,8 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
     elif not query.is_empty:
         mask &= _matches(session, columns, query, concept_sets, mask, candidates)
     total = int(np.count_nonzero(mask))
-    ordered = listing.newest_first(columns, mask)
+    # the page's matches, and the newest RANKED_MATCHES and those after them when ranked
+    ordered = listing.newest_first(columns, mask, max(offset, RANKED_MATCHES) + per_page)
     if by_rank and total > RANKED_MATCHES and offset < RANKED_MATCHES:
         ranked = _ranks(session, query, np.sort(columns.ids[ordered[:RANKED_MATCHES]]),
                         concept_sets, len(columns.ids))

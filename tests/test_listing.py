@@ -400,6 +400,12 @@ def test_the_tags_of_few_articles_are_those_a_pass_over_every_tag_finds(tmp_path
             for factor in (0, 10**9):  # the few sorted / the whole order filtered
                 monkeypatch.setattr(listing, "FEW_ARTICLES_FACTOR", factor)
                 assert listing.newest_first(columns, mask).tolist() == newest
+                for limit in (0, 1, 3, 40, 10**6):  # the newest LIMIT at least, in order
+                    for slack in (0, 1024):  # read on past the estimate / read far enough
+                        monkeypatch.setattr(listing, "ORDER_SLACK", slack)
+                        head = listing.newest_first(columns, mask, limit).tolist()
+                        assert head == newest[:len(head)]
+                        assert len(head) >= min(limit, len(newest))
         # a concept set's articles, by a pass over every tag and through the tags sorted by
         # concept (sets of one, several, none, and ids no article is tagged with)
         tagged = sorted({int(c) for c in columns.tag_concepts})
