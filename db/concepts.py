@@ -229,9 +229,10 @@ def co_occurring(session: Session, concept_ids: set[int], limit: int = 12,
     if index is not None:
         columns, table = index
         tagged = listing.concept_mask(columns, concept_ids) & columns.visible
-        shared = listing.concepts_in(columns, tagged, ancestors=False)
-        left_out = listing.concept_lookup(columns, concept_ids | set(leave_out))
-        counts = np.bincount(shared[~left_out[shared]], minlength=table.size)
+        counts = np.bincount(listing.concepts_in(columns, tagged, ancestors=False),
+                             minlength=table.size)
+        # left out once counted: not each tag checked (a million articles' 3.8 million: 6 ms)
+        counts[[cid for cid in concept_ids | set(leave_out) if 0 <= cid < len(counts)]] = 0
         ranked = sorted(((table.rows[int(cid)], int(counts[cid]))
                          for cid in np.flatnonzero(counts)),
                         key=lambda row: (-row[1], row[0].name))
