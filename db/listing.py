@@ -646,10 +646,13 @@ def members(columns: Columns, ids: np.ndarray) -> np.ndarray:
 # A search whose words nearly every article holds asks the database for the few articles
 # they do not match (db/search.py): at a million articles a walk of two posting lists, about
 # 50 ms on SQLite, 85 on PostgreSQL. Those few are kept with the state of the index, for up to
-# UNMATCHED_KEPT searches, and carried into each state merged from it with the articles
-# changed in between, which alone are asked again; past UNMATCHED_CHANGED_SHARE of the
-# articles changed, a kept answer is dropped (asking for them all costs about as much).
+# UNMATCHED_KEPT searches holding no more ids in all than UNMATCHED_KEPT_SHARE of the
+# articles (at 1, the memory of one more column), and carried into each state merged from it
+# with the articles changed in between, which alone are asked again; past
+# UNMATCHED_CHANGED_SHARE of the articles changed, a kept answer is dropped (asking for them
+# all costs about as much).
 UNMATCHED_KEPT = 64
+UNMATCHED_KEPT_SHARE = 1.0
 UNMATCHED_CHANGED_SHARE = 0.05
 
 
@@ -665,10 +668,12 @@ def unmatched(columns: Columns, search: str,
         found, changed = kept
         if changed is not None:  # the changed articles' answers replace what was kept
             found = np.union1d(found[~np.isin(found, changed)], find(changed))
-    columns.unmatched_kept.pop(search, None)
-    if len(columns.unmatched_kept) >= UNMATCHED_KEPT:  # the least recently asked goes
-        columns.unmatched_kept.pop(next(iter(columns.unmatched_kept)), None)
-    columns.unmatched_kept[search] = (found, None)
+    kept_now = columns.unmatched_kept
+    kept_now.pop(search, None)
+    kept_now[search] = (found, None)
+    while len(kept_now) > 1 and (len(kept_now) > UNMATCHED_KEPT or sum(
+            len(ids) for ids, _ in list(kept_now.values())) > UNMATCHED_KEPT_SHARE * len(columns)):
+        kept_now.pop(next(iter(kept_now)), None)  # the least recently asked goes
     return found
 
 

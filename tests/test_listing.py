@@ -537,6 +537,7 @@ def test_what_a_common_words_search_does_not_match_is_kept_and_follows_changes(t
     url = _db(tmp_path)
     _fill(url, 60)
     monkeypatch.setattr(search, "COMPLEMENT_ABOVE", 0.0)  # every search asks for what it lacks
+    monkeypatch.setattr(listing, "UNMATCHED_KEPT_SHARE", 10.0)  # a few articles, many lacking
     asked: list[list[int] | None] = []
     kept = listing.unmatched
 
@@ -584,3 +585,15 @@ def test_what_a_common_words_search_does_not_match_is_kept_and_follows_changes(t
         assert check() == [None] * len(searches)
     finally:
         reader.close()
+
+
+def test_kept_unmatched_articles_are_bounded_by_count_and_by_size(monkeypatch):
+    columns = _columns(list(range(1, 101)))
+    monkeypatch.setattr(listing, "UNMATCHED_KEPT", 3)
+    for n in range(5):
+        listing.unmatched(columns, f"search {n}", lambda _among: np.arange(1, 6))
+    assert list(columns.unmatched_kept) == ["search 2", "search 3", "search 4"]
+    listing.unmatched(columns, "search 2", lambda _among: pytest.fail("asked again"))
+    assert list(columns.unmatched_kept) == ["search 3", "search 4", "search 2"]
+    listing.unmatched(columns, "large", lambda _among: np.arange(1, 97))  # 96 of 100 articles
+    assert list(columns.unmatched_kept) == ["large"]
