@@ -37,16 +37,33 @@ typedef struct {
     Py_ssize_t count;
 } Lengths;
 
+/* Where ID is among the known ids, or -1. Ids ascend without repeats, so ID is at most
+ * id - ids[0] places in, and exactly there where none before it is missing (the usual case):
+ * one read, not a binary search over a million ids most of which are out of cache. Where some
+ * are missing (deleted articles) it is found galloping back from there, then by bisection. */
 static Py_ssize_t position_of(const Lengths *known, sqlite3_int64 id) {
-    Py_ssize_t low = 0, high = known->count;
-    while (low < high) {
+    const sqlite3_int64 *ids = known->ids;
+    Py_ssize_t count = known->count;
+    if (!count || id < ids[0])
+        return -1;
+    sqlite3_int64 bound = id - ids[0];
+    Py_ssize_t high = bound < count ? (Py_ssize_t)bound : count - 1; /* ID is here or before */
+    if (ids[high] <= id)
+        return ids[high] == id ? high : -1;
+    Py_ssize_t step = 1, low = high - 1; /* ids[high] > id */
+    while (low > 0 && ids[low] > id) {
+        high = low;
+        step *= 2;
+        low = high > step ? high - step : 0;
+    }
+    while (low < high) { /* ids[low] <= id < ids[high], or low is 0 */
         Py_ssize_t middle = low + (high - low) / 2;
-        if (known->ids[middle] < id)
+        if (ids[middle] < id)
             low = middle + 1;
         else
             high = middle;
     }
-    return low < known->count && known->ids[low] == id ? low : -1;
+    return ids[low] == id ? low : -1;
 }
 
 static int known_length(const Lengths *known, sqlite3_int64 id) {
@@ -415,6 +432,17 @@ static PyObject *Connection_forget_lengths(Connection *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+/* kept_length(id): the length kept for article ID, or None when it would be looked up. */
+static PyObject *Connection_kept_length(Connection *self, PyObject *arg) {
+    long long id = PyLong_AsLongLong(arg);
+    if (id == -1 && PyErr_Occurred())
+        return NULL;
+    int length = known_length(&self->lengths, (sqlite3_int64)id);
+    if (length < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(length);
+}
+
 static PyMethodDef Connection_methods[] = {
     {"rows", (PyCFunction)Connection_rows, METH_VARARGS,
      "rows(sql, parameters) -> list of tuples: every row of one statement"},
@@ -423,6 +451,8 @@ static PyMethodDef Connection_methods[] = {
      "load_lengths() -> int: keep every article's length (from FTS5's docsize table)"},
     {"forget_lengths", (PyCFunction)Connection_forget_lengths, METH_O,
      "forget_lengths(ids): native 64-bit ids whose lengths are looked up from now on"},
+    {"kept_length", (PyCFunction)Connection_kept_length, METH_O,
+     "kept_length(id) -> int or None: the length kept for an article (None: looked up)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -401,3 +401,37 @@ def test_an_article_whose_text_changes_is_scored_by_its_new_length(tmp_path):
                 kind=article.kind))
             assert stored == article.id
     assert _close(dict(_ranked(path, "remission", ids, 120)), _bm25(path, match, ids))
+
+
+def test_kept_lengths_are_found_with_articles_missing_anywhere(tmp_path):
+    """Each article's kept length is found by its id where no id before it is missing, and
+    where some are (deleted articles: at the start, in runs, alone, at the end); an id with no
+    article has none."""
+    url = _db(tmp_path)
+    _fill(url, 240)
+    path = _path(url)
+    with sqlite3.connect(path) as plain:
+        ids = [i for (i,) in plain.execute("SELECT id FROM articles ORDER BY id")]
+        gone = {ids[0], ids[1], *ids[40:47], ids[100], *ids[150:190:3], ids[-1]}
+        plain.executemany("DELETE FROM articles WHERE id = ?", [(i,) for i in sorted(gone)])
+        plain.commit()
+        lengths = {i: sum(_varints(size)) for i, size in plain.execute(
+            "SELECT id, sz FROM article_fts_docsize")}
+    connection = RANKER.extension.Connection(path)
+    try:
+        assert connection.load_lengths() == len(ids) - len(gone)
+        for i in range(ids[0] - 3, ids[-1] + 4):
+            assert connection.kept_length(i) == lengths.get(i), i
+    finally:
+        connection.close()
+
+
+def _varints(record: bytes) -> list[int]:
+    """The big-endian base-128 varints of an FTS5 docsize record (one per column)."""
+    values, value = [], 0
+    for byte in record:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            values.append(value)
+            value = 0
+    return values
