@@ -29,12 +29,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from db import listing
-
-if TYPE_CHECKING:
-    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +136,14 @@ class Ranker:
 
     def rank(self, database: str | None, match: str, text_phrases: Sequence[str],
              other_phrases: int, ids: np.ndarray, articles: int, weights: Sequence[float],
-             listed: bool = True) -> list[tuple[int, float]] | None:
-        """(id, bm25: lower is better) of each of IDS (ascending) that MATCH matches, or None
-        when the caller should rank them with FTS5's bm25 itself. DATABASE: the SQLite file;
-        MATCH's phrases are TEXT_PHRASES (each an FTS5 expression) in order, then
-        OTHER_PHRASES that weigh nothing (the concept filters); ARTICLES: how many articles
-        there are now. LISTED false: every match between the first and last of IDS is wanted
-        (MATCH's concept filter leaves out the rest), so IDS are not sent. Raises RankingError
-        if the ranking failed."""
+             listed: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
+        """The ids (ascending) of those of IDS (ascending) that MATCH matches, and their bm25
+        (lower is better), or None when the caller should rank them with FTS5's bm25 itself.
+        DATABASE: the SQLite file; MATCH's phrases are TEXT_PHRASES (each an FTS5 expression)
+        in order, then OTHER_PHRASES that weigh nothing (the concept filters); ARTICLES: how
+        many articles there are now. LISTED false: every match between the first and last of
+        IDS is wanted (MATCH's concept filter leaves out the rest), so IDS are not sent.
+        Raises RankingError if the ranking failed."""
         if not database or database == ":memory:" or database.startswith("file:"):
             return None
         if self.extension is None:
@@ -161,9 +160,10 @@ class Ranker:
                                  *holding, *([-1.0] * other_phrases))
             marks = ", ".join("?" * len(weights))
             among, parameters = matches_among(ids, listed)
-            return found.connection.rows(
+            matched, ranks = found.connection.ranked(
                 f"SELECT rowid, cached_bm25(article_fts, ?, {marks}) {among}",
                 (counts, *map(float, weights), match, *parameters))
+            return np.frombuffer(matched, dtype=np.int64), np.frombuffer(ranks)
         except (RuntimeError, OSError) as error:
             raise RankingError(str(error)) from error
 

@@ -699,6 +699,14 @@ def _searched(columns: Columns, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return pos, columns.ids[pos] == ids
 
 
+def within(columns: Columns, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Which of IDS are articles of MASK (ids the index does not hold are not)."""
+    if not len(ids) or not len(columns):
+        return np.zeros(len(ids), dtype=bool)
+    pos, held = _searched(columns, ids)
+    return held & mask[pos]
+
+
 def positions(columns: Columns, ids: np.ndarray) -> np.ndarray:
     """The position of each of IDS, every one of which the index holds."""
     return _searched(columns, ids)[0]

@@ -273,14 +273,15 @@ RANKED_MATCHES = 10_000
 
 def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
            concepts: list[set[int]], articles: int, all_tagged: bool = False
-           ) -> list[tuple[int, float]]:
-    """(id, rank: lower is better) of each of IDS (ascending) that matches QUERY (and is tagged
-    with one of each set of CONCEPTS: on SQLite the full-text index then walks only the
-    articles under the concepts). ARTICLES: how many articles there are. ALL_TAGGED: IDS are
-    every article tagged so (none left out by other filters), which SQLite's concept filter
-    then finds without being given the list (10,000 ids: 3 ms less)."""
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of those of IDS (ascending) that match QUERY (and are tagged with one of each
+    set of CONCEPTS: on SQLite the full-text index then walks only the articles under the
+    concepts), and their ranks (lower is better), in no particular order. ARTICLES: how many
+    articles there are. ALL_TAGGED: IDS are every article tagged so (none left out by other
+    filters), which SQLite's concept filter then finds without being given the list (10,000
+    ids: 3 ms less)."""
     if not len(ids):
-        return []
+        return np.empty(0, dtype=np.int64), np.empty(0)
     if session.get_bind().dialect.name == "postgresql":
         # as one string of the database's making: 10,000 rows through the driver cost as long
         # as ranking them (the ranks are PostgreSQL's reals, written as the driver reads them)
@@ -290,8 +291,7 @@ def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
                                    " "))
             .where(_pg_among(ids), _pg_match(query)))
         pairs = np.fromstring(listed or "", sep=" ").reshape(-1, 2)
-        return list(zip(pairs[:, 0].astype(np.int64).tolist(), pairs[:, 1].tolist(),
-                        strict=True))
+        return pairs[:, 0].astype(np.int64), pairs[:, 1]
     if len(ids) > WORDS_ALONE_ABOVE * (int(ids[-1]) - int(ids[0]) + 1):
         # IDS are dense among the articles between the first and last: walking the words'
         # postings there costs less than the concepts' tokens (the concepts weigh nothing,
@@ -310,8 +310,10 @@ def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
         log.warning("ranking with kept counts failed (%s); ranking with bm25", error)
     cursor = session.connection().connection.driver_connection.cursor()
     among, parameters = fts_rank.matches_among(ids, listed)
-    return cursor.execute(f"SELECT rowid, bm25(article_fts, ?, ?, ?, ?) {among}",
+    rows = cursor.execute(f"SELECT rowid, bm25(article_fts, ?, ?, ?, ?) {among}",
                           (*weights, match, *parameters)).fetchall()
+    return (np.array([row[0] for row in rows], dtype=np.int64),
+            np.array([row[1] for row in rows], dtype=np.float64))
 
 
 def _pg_among(ids: np.ndarray) -> sa.ColumnElement[bool]:
@@ -485,32 +487,30 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
         tagged = of_set if tagged is None else tagged & of_set
         mask &= of_set
     offset = (page - 1) * per_page
-    ranked: list[tuple[int, float]] = []
+    ranked, ranks = np.empty(0, dtype=np.int64), np.empty(0)  # ids, and their ranks
     candidates = int(np.count_nonzero(mask))
     if by_rank and candidates <= RANKED_MATCHES:
         # few enough candidates to rank them all: one pass finds and ranks their matches
         all_tagged = tagged is not None and candidates == int(np.count_nonzero(tagged))
-        ranked = _ranks(session, query, columns.ids[mask], concept_sets, len(columns.ids),
-                        all_tagged)
-        mask &= listing.members(columns, np.array([r[0] for r in ranked], dtype=np.int64))
+        ranked, ranks = _ranks(session, query, columns.ids[mask], concept_sets,
+                               len(columns.ids), all_tagged)
+        mask &= listing.members(columns, ranked)
         if int(np.count_nonzero(mask)) != len(ranked):  # the index and the text disagreed
-            kept = set(columns.ids[mask].tolist())
-            ranked = [row for row in ranked if row[0] in kept]
+            kept = listing.within(columns, ranked, mask)
+            ranked, ranks = ranked[kept], ranks[kept]
     elif not query.is_empty:
         mask &= _matches(session, columns, query, concept_sets, mask, candidates)
     total = int(np.count_nonzero(mask))
     # the page's matches, and the newest RANKED_MATCHES and those after them when ranked
     ordered = listing.newest_first(columns, mask, max(offset, RANKED_MATCHES) + per_page)
     if by_rank and total > RANKED_MATCHES and offset < RANKED_MATCHES:
-        ranked = _ranks(session, query, np.sort(columns.ids[ordered[:RANKED_MATCHES]]),
-                        concept_sets, len(columns.ids))
+        ranked, ranks = _ranks(session, query, np.sort(columns.ids[ordered[:RANKED_MATCHES]]),
+                               concept_sets, len(columns.ids))
     if by_rank and offset < len(ranked):
-        ids = np.array([row[0] for row in ranked], dtype=np.int64)
-        published = columns.published[listing.positions(columns, ids)]
+        published = columns.published[listing.positions(columns, ranked)]
         # best first; among equals, as lists sort: newest, undated last, then by id
-        best = np.lexsort((-ids, -published, published == 0,
-                           np.array([row[1] for row in ranked])))
-        page_ids = [int(i) for i in ids[best[offset:offset + per_page]]]
+        best = np.lexsort((-ranked, -published, published == 0, ranks))
+        page_ids = [int(i) for i in ranked[best[offset:offset + per_page]]]
         if len(page_ids) < per_page:  # past the ranked ones: the rest, newest first
             rest = columns.ids[ordered[len(ranked):]]
             page_ids += [int(i) for i in rest[:per_page - len(page_ids)]]

@@ -51,9 +51,11 @@ def _bm25(path: str, match: str, ids) -> dict[int, float]:
 
 
 def _ranked(path: str, q: str, ids, articles: int, concepts=None):
+    """[(id, score)] of the ranking, or None where it leaves ranking to bm25."""
     query = parse_query(q)
-    return RANKER.rank(path, to_fts5(query, concepts), *fts5_phrases(query, concepts),
-                       np.array(ids, dtype=np.int64), articles, WEIGHTS)
+    ranked = RANKER.rank(path, to_fts5(query, concepts), *fts5_phrases(query, concepts),
+                         np.array(ids, dtype=np.int64), articles, WEIGHTS)
+    return None if ranked is None else list(zip(*(a.tolist() for a in ranked), strict=True))
 
 
 def _close(got: dict[int, float], expected: dict[int, float]) -> bool:
@@ -199,11 +201,13 @@ def test_a_concept_whose_every_article_is_a_candidate_is_ranked_without_the_list
         session.close()
 
 
-def test_an_article_the_text_index_tags_and_the_listing_does_not_is_left_out(tmp_path):
+def test_an_article_the_text_index_tags_and_the_listing_does_not_is_left_out(tmp_path,
+                                                                              monkeypatch):
     """Ranked by SQLite's concept filter alone, a match the listing index does not count as
     tagged (the two disagreeing) is still left out of the page and its count."""
     from sqlalchemy import update
 
+    monkeypatch.setattr(search, "WORDS_ALONE_ABOVE", 2.0)  # ranked through the concept's token
     url = _db(tmp_path)
     _fill(url, 120)
     with session_scope(url) as s:  # every article listed: the concept filter alone decides
