@@ -288,9 +288,8 @@ static PyObject *column(sqlite3_stmt *stmt, int i) {
     }
 }
 
-/* rows(sql, parameters): every row of one statement, as tuples. The statement is finished
- * before it returns, so no read snapshot is held between calls. */
-static PyObject *Connection_rows(Connection *self, PyObject *args) {
+/* The statement of a (sql, parameters) call, prepared and bound, or NULL with the error set. */
+static sqlite3_stmt *bound_statement(Connection *self, PyObject *args) {
     const char *sql;
     PyObject *parameters;
     if (!PyArg_ParseTuple(args, "sO!", &sql, &PyTuple_Type, &parameters))
@@ -300,20 +299,36 @@ static PyObject *Connection_rows(Connection *self, PyObject *args) {
         return NULL;
     }
     sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK)
-        return error_of(self->db, "preparing");
+    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        error_of(self->db, "preparing");
+        sqlite3_finalize(stmt);
+        return NULL;
+    }
+    if (!stmt) { /* only space or comments */
+        PyErr_SetString(PyExc_RuntimeError, "preparing: no statement to run");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(parameters); i++) {
+        int rc = bind(stmt, (int)i + 1, PyTuple_GET_ITEM(parameters, i));
+        if (rc != SQLITE_OK) {
+            if (rc != -1)
+                error_of(self->db, "binding");
+            sqlite3_finalize(stmt);
+            return NULL;
+        }
+    }
+    return stmt;
+}
+
+/* rows(sql, parameters): every row of one statement, as tuples. The statement is finished
+ * before it returns, so no read snapshot is held between calls. */
+static PyObject *Connection_rows(Connection *self, PyObject *args) {
+    sqlite3_stmt *stmt = bound_statement(self, args);
+    if (!stmt)
+        return NULL;
     PyObject *rows = PyList_New(0);
     if (!rows)
         goto fail;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(parameters); i++) {
-        int rc = bind(stmt, (int)i + 1, PyTuple_GET_ITEM(parameters, i));
-        if (rc == -1)
-            goto fail;
-        if (rc != SQLITE_OK) {
-            error_of(self->db, "binding");
-            goto fail;
-        }
-    }
     int columns = sqlite3_column_count(stmt);
     for (;;) {
         int rc;
@@ -355,30 +370,13 @@ fail:
  * numpy without a Python object a row (10,000 rows: tuples and the lists made from them cost
  * about a third of ranking them). */
 static PyObject *Connection_ranked(Connection *self, PyObject *args) {
-    const char *sql;
-    PyObject *parameters;
-    if (!PyArg_ParseTuple(args, "sO!", &sql, &PyTuple_Type, &parameters))
+    sqlite3_stmt *stmt = bound_statement(self, args);
+    if (!stmt)
         return NULL;
-    if (!self->db) {
-        PyErr_SetString(PyExc_RuntimeError, "the ranking connection is closed");
-        return NULL;
-    }
-    sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK)
-        return error_of(self->db, "preparing");
     if (sqlite3_column_count(stmt) != 2) {
         sqlite3_finalize(stmt);
         PyErr_SetString(PyExc_ValueError, "ranked: the statement must give an id and a rank");
         return NULL;
-    }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(parameters); i++) {
-        int rc = bind(stmt, (int)i + 1, PyTuple_GET_ITEM(parameters, i));
-        if (rc != SQLITE_OK) {
-            if (rc != -1)
-                error_of(self->db, "binding");
-            sqlite3_finalize(stmt);
-            return NULL;
-        }
     }
     sqlite3_int64 *ids = NULL;
     double *ranks = NULL;
