@@ -100,11 +100,11 @@ def fill(url: str, count: int, seed: int = 7) -> list[tuple[str, str]]:
     return sorted(used, key=lambda key: -used[key])
 
 
-def by_reach(url: str) -> list[tuple[str, str]]:
-    """The stored concepts' (page kind, slug) ordered by the articles a search filtered on each
-    finds (tagged with it or a descendant; an article with two such tags counted twice), most
-    first. A class (immunotherapy) is seldom tagged itself but reaches every article of its
-    members."""
+def concept_orders(url: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The stored concepts' (page kind, slug), most tagged first (what fill() returns), and
+    ordered by the articles a search filtered on each finds (tagged with it or a descendant;
+    an article with two such tags counted twice), most first: a class (immunotherapy) is
+    seldom tagged itself but reaches every article of its members. One query for both."""
     with get_engine(url).connect() as c:
         rows = c.execute(sa.select(Concept.id, Concept.label, Concept.slug, Concept.parent_slug,
                                    sa.func.count(ArticleConcept.article_id))
@@ -116,19 +116,12 @@ def by_reach(url: str) -> list[tuple[str, str]]:
     for cid, chain in ancestor_chains((row.id, row.slug, row.parent_slug) for row in rows).items():
         for ancestor in chain:  # the concept itself, then its ancestors
             reach[ancestor] += tagged[cid]
-    return [(row.label.lower(), row.slug)
-            for row in sorted(rows, key=lambda row: -reach[row.id]) if reach[row.id]]
 
+    def ordered(counts: dict[int, int]) -> list[tuple[str, str]]:
+        return [(row.label.lower(), row.slug)
+                for row in sorted(rows, key=lambda row: -counts[row.id]) if counts[row.id]]
 
-def popular_concepts(url: str) -> list[tuple[str, str]]:
-    """The stored concepts' (page kind, slug), most used first (what fill() returns)."""
-    with get_engine(url).connect() as c:
-        rows = c.execute(
-            sa.select(Concept.label, Concept.slug)
-            .join(ArticleConcept, ArticleConcept.concept_id == Concept.id)
-            .group_by(Concept.id, Concept.label, Concept.slug)
-            .order_by(sa.func.count().desc())).all()
-    return [(label.lower(), slug) for label, slug in rows]
+    return ordered(tagged), ordered(reach)
 
 
 def free_port() -> int:
@@ -198,7 +191,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/site.db"
         if args.reuse:
-            popular = popular_concepts(url)
+            popular, reached = concept_orders(url)
             print(f"{get_engine(url).dialect.name}: the articles stored by an earlier run")
         else:
             started = time.perf_counter()
@@ -206,6 +199,7 @@ def main() -> None:
             took = time.perf_counter() - started
             print(f"{get_engine(url).dialect.name}: {args.articles:,} synthetic articles with "
                   f"their tags stored in {took:.0f} s ({args.articles / took:,.0f} articles/s)")
+            reached = concept_orders(url)[1]
         analyze(url)  # as autovacuum soon would (on PostgreSQL; it is off on some servers)
         if not args.unmerged:  # as the night's `immunofeed db optimize` does
             print(optimize(url))
@@ -229,7 +223,6 @@ def main() -> None:
                 except OSError:
                     time.sleep(0.2)
             rng = random.Random(1)
-            reached = by_reach(url)
             rare, common = reached[len(reached) // 2:], reached[:len(reached) // 2]
             selective = ["{}/search?q=remission&{}={}".format(base, *rng.choice(rare))
                          for _ in range(args.requests)]
