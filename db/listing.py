@@ -628,10 +628,18 @@ def _count(columns: Columns, mask: np.ndarray, concept_size: int) -> Tally:
                  np.bincount(columns.year_code[positions], minlength=len(columns.year_values)))
 
 
-def members(columns: Columns, ids: np.ndarray) -> np.ndarray:
-    """Which articles are among IDS (ids the index does not hold are left out)."""
+def _position_table(columns: Columns, ids: np.ndarray) -> np.ndarray | None:
+    """COLUMNS' table of positions, where there is one and every one of IDS falls in it."""
     table = columns.position_of
     if table is not None and len(ids) and ids.min() >= 0 and ids.max() < len(table):
+        return table
+    return None
+
+
+def members(columns: Columns, ids: np.ndarray) -> np.ndarray:
+    """Which articles are among IDS (ids the index does not hold are left out)."""
+    table = _position_table(columns, ids)
+    if table is not None:
         # a table lookup per id (a million ids: 19 -> 3 ms); those it lacks mark a spare place
         mask = np.zeros(len(columns) + 1, dtype=bool)
         mask[table[ids]] = True
@@ -661,19 +669,18 @@ def unmatched(columns: Columns, search: str,
     """The ids (ascending) of the articles SEARCH (the database's expression for the articles
     a search does not match) finds. FIND(None) asks the database for every one, FIND(ids) for
     those among IDS; the answer is kept with COLUMNS (see UNMATCHED_KEPT)."""
-    kept = columns.unmatched_kept.get(search)
-    if kept is None:
+    kept = columns.unmatched_kept
+    earlier = kept.pop(search, None)
+    if earlier is None:
         found = np.unique(find(None))
     else:
-        found, changed = kept
+        found, changed = earlier
         if changed is not None:  # the changed articles' answers replace what was kept
             found = np.union1d(found[~np.isin(found, changed)], find(changed))
-    kept_now = columns.unmatched_kept
-    kept_now.pop(search, None)
-    kept_now[search] = (found, None)
-    while len(kept_now) > 1 and (len(kept_now) > UNMATCHED_KEPT or sum(
-            len(ids) for ids, _ in list(kept_now.values())) > UNMATCHED_KEPT_SHARE * len(columns)):
-        kept_now.pop(next(iter(kept_now)), None)  # the least recently asked goes
+    kept[search] = (found, None)
+    while len(kept) > 1 and (len(kept) > UNMATCHED_KEPT or sum(
+            len(ids) for ids, _ in list(kept.values())) > UNMATCHED_KEPT_SHARE * len(columns)):
+        kept.pop(next(iter(kept)), None)  # the least recently asked goes
     return found
 
 
@@ -690,8 +697,8 @@ def _searched(columns: Columns, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """Where each of IDS is, or would be, in the index (which must hold some article), and
     which of them it holds: from the table of positions where there is one (3,500 ids among a
     million: 0.06 ms against 0.85 by binary search), else by binary search."""
-    table = columns.position_of
-    if table is not None and len(ids) and ids.min() >= 0 and ids.max() < len(table):
+    table = _position_table(columns, ids)
+    if table is not None:
         pos = table[ids]
         held = pos < len(columns)
         return np.where(held, pos, len(columns) - 1), held
