@@ -64,9 +64,10 @@ def _numbered(lines: Iterable[str] | Iterable[bytes]
 def answer_lines(batch: list[tuple[int, str | bytes]]) -> list[Answer]:
     """A worker's answers for numbered input lines: each line's output line (JSON and all, so
     the reading process only writes), None for a blank line, or (number, reason) for a bad line,
-    after which nothing more of the batch is tagged."""
+    after which nothing more of the batch is tagged. A text the tagger fails on (a fault of its
+    own, not of the input) is answered like a bad line, naming what failed."""
     answers: list[Answer] = []
-    records: list[tuple[int, object, str]] = []  # (answer index, id, text)
+    records: list[tuple[int, int, object, str]] = []  # (answer index, line number, id, text)
     for number, line in batch:
         if not line.strip():
             answers.append(None)
@@ -76,10 +77,22 @@ def answer_lines(batch: list[tuple[int, str | bytes]]) -> list[Answer]:
         except TagInputError as exc:
             answers.append((exc.line_number, exc.reason))
             break
-        records.append((len(answers), record_id, text))
+        records.append((len(answers), number, record_id, text))
         answers.append(None)
-    for (index, record_id, _), annotation in zip(
-            records, annotate_many(text for _, _, text in records), strict=True):
+    try:
+        annotations = list(annotate_many(text for *_, text in records))
+    except Exception:  # noqa: BLE001 - found again below, record by record
+        annotations = []
+        for index, number, _, text in records:
+            try:
+                annotations.extend(annotate_many([text]))
+            except Exception as exc:  # noqa: BLE001 - reported as this line's answer
+                del answers[index:]
+                what = (str(exc).splitlines() or [""])[0]
+                answers.append((number, f"the tagger failed on this text ({type(exc).__name__}: "
+                                        f"{what}); please report it"))
+                break
+    for (index, _, record_id, _), annotation in zip(records, annotations, strict=False):
         answers[index] = json.dumps({"id": record_id, **annotation.as_dict()},
                                     ensure_ascii=False) + "\n"
     return answers

@@ -108,3 +108,38 @@ def test_bytes_that_are_not_utf8_stop_the_run_after_the_lines_before_them():
     assert result.returncode == 1
     assert len(result.stdout.decode().splitlines()) == 100
     assert result.stderr.decode().strip() == "Error: stdin line 101: not UTF-8 text"
+
+
+def test_a_text_the_tagger_fails_on_is_named_after_the_lines_before_it(monkeypatch):
+    """A fault of the tagger's own on one text (no real text is known to cause one: the tagger
+    is made to fail here) ends the run like a bad line: the lines before it answered, in order,
+    on one core and on two, and the failing line named with what failed, on one line."""
+    import io
+
+    import pytest
+
+    import nlp.stream
+    from nlp.stream import TagInputError, tag_lines
+
+    real = nlp.stream.annotate_many
+
+    def failing_on_boom(texts):
+        texts = list(texts)
+        if any("BOOM" in text for text in texts):
+            raise IndexError("no such group\nsecond line")
+        return real(texts)
+
+    monkeypatch.setattr(nlp.stream, "annotate_many", failing_on_boom)
+    texts = [f"Melanoma report {i}." for i in range(150)]
+    texts[130] = "BOOM in glioma"
+    stdin = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts))
+    for jobs in (1, 2):
+        out = io.StringIO()
+        with pytest.raises(TagInputError) as raised:
+            tag_lines(stdin.splitlines(keepends=True), out, jobs)
+        assert raised.value.line_number == 131
+        assert str(raised.value) == ("line 131: the tagger failed on this text (IndexError: "
+                                     "no such group); please report it")
+        answered = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert [a["id"] for a in answered] == list(range(130))
+        assert answered[129]["entities"][0]["concept"] == "melanoma"
