@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -49,11 +49,21 @@ class Retagged:
     changed: int
     run: int = 0
     finished: bool = True  # the whole run is done (not only this process's part)
+    # articles the tagger failed on (a fault of its own), kept with their earlier tags: id ->
+    # what failed
+    failed: dict[int, str] = field(default_factory=dict)
 
 
-def tags_of(batch: list[tuple[int, str, str]]) -> list[Tags]:
-    """A worker's answer for a batch of (article id, title, body)."""
-    return [tag_text(title, body) for _, title, body in batch]
+def tags_of(batch: list[tuple[int, str, str]]) -> list[Tags | str]:
+    """A worker's answer for a batch of (article id, title, body): each article's tags, or what
+    failed when the tagger failed on it (the others are tagged all the same)."""
+    answers: list[Tags | str] = []
+    for _, title, body in batch:
+        try:
+            answers.append(tag_text(title, body))
+        except Exception as exc:  # noqa: BLE001 - reported with the article's id
+            answers.append(f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
+    return answers
 
 
 def vocabulary_digest() -> str:
@@ -176,6 +186,7 @@ def retag_all(database_url: str, jobs: int = 1,
     run = join_run(database_url, chunk_size)
     worker = process_name()
     articles = changed = 0
+    failed: dict[int, str] = {}
     current, in_chunk = None, [0, 0]  # the chunk being written, its articles and changes
     for batch, answers in map_batches(tags_of, _batches(database_url, run, worker), jobs):
         chunk = (batch[0][0] - 1) // run.chunk_size
@@ -183,6 +194,8 @@ def retag_all(database_url: str, jobs: int = 1,
             if current is not None:  # batches come in order: the previous chunk is complete
                 _chunk_done(database_url, run, current, *in_chunk)
             current, in_chunk = chunk, [0, 0]
+        failed.update((article_id, answer) for (article_id, _, _), answer
+                      in zip(batch, answers, strict=True) if isinstance(answer, str))
         batch_changed = _store(database_url, batch, answers, concept_ids, topical)
         in_chunk[0] += len(batch)
         in_chunk[1] += batch_changed
@@ -191,10 +204,10 @@ def retag_all(database_url: str, jobs: int = 1,
         progress(len(batch))
     if current is not None:
         _chunk_done(database_url, run, current, *in_chunk)
-    return Retagged(articles, changed, run.id, _finish(database_url, run))
+    return Retagged(articles, changed, run.id, _finish(database_url, run), failed)
 
 
-def _store(database_url: str, batch: list[tuple[int, str, str]], answers: list[Tags],
+def _store(database_url: str, batch: list[tuple[int, str, str]], answers: list[Tags | str],
            concept_ids: dict[str, int], topical: dict[int, bool]) -> int:
     changed = 0
     with session_scope(database_url, writer=True) as session:
@@ -202,7 +215,7 @@ def _store(database_url: str, batch: list[tuple[int, str, str]], answers: list[T
             select(Article).where(Article.id.in_([row[0] for row in batch])))}
         for (article_id, _, _), tags in zip(batch, answers, strict=True):
             article = stored.get(article_id)
-            if article is None:  # deleted meanwhile
+            if article is None or isinstance(tags, str):  # deleted meanwhile, or not tagged
                 continue
             changed += update_tags(session, article, TagUpdate(
                 summary=tags.summary,

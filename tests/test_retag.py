@@ -151,3 +151,42 @@ def test_a_killed_rebuild_resumes_where_it_stopped(db_url):
 
     fresh = run_cli("tag", "--rebuild", "--jobs", "1", db_url=db_url)  # a finished run: anew
     assert _counts(fresh.stdout) == (900, 0)
+
+
+def test_an_article_the_tagger_fails_on_keeps_its_tags_and_is_named(db_url, monkeypatch):
+    """A fault of the tagger's own on one article (made to happen here: no real text is known to
+    cause one) leaves that article as it was, re-tags the others, and ends in one line naming
+    the article, with a non-zero exit."""
+    from click.testing import CliRunner
+
+    import crawler.retag
+    from webapp.cli import cli
+
+    with session_scope(db_url) as s:
+        get_or_create_source(s, "General News", "feed", "http://127.0.0.1/feed")
+        for i, (title, body) in enumerate(ARTICLES):
+            upsert_article(s, ArticleData(
+                canonical_url=f"http://127.0.0.1/{i}", url=f"http://127.0.0.1/{i}",
+                title=title, body=body, summary="stale", source_name="General News",
+                mentions={"cancer": 1}))
+        failing_id = s.scalar(select(Article.id).where(Article.title == ARTICLES[0][0]))
+    real = crawler.retag.tag_text
+
+    def failing_on_tebentafusp(title, body):
+        if "Tebentafusp" in title:
+            raise ValueError("no such concept\nmore")
+        return real(title, body)
+
+    monkeypatch.setattr(crawler.retag, "tag_text", failing_on_tebentafusp)
+    result = CliRunner().invoke(cli, ["tag", "--rebuild", "--jobs", "1"],
+                                env={"IMMUNOFEED_DATABASE_URL": db_url})
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert lines[-2] == "re-tagged 2 articles, 2 changed"
+    assert lines[-1] == (f"Error: the tagger failed on article {failing_id} (ValueError: "
+                         "no such concept); their earlier tags are kept (a fault to report)")
+    tags, details = _stored_tags(db_url)
+    assert tags[ARTICLES[0][0]] == {"cancer"} and details[ARTICLES[0][0]][0] == "stale"
+    assert {"idecabtagene-vicleucel", "multiple-myeloma"} <= tags[ARTICLES[2][0]]
+    assert details[ARTICLES[2][0]][0] != "stale"

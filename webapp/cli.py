@@ -252,8 +252,14 @@ def _rebuild_tags(jobs: int, chunk_size: int | None) -> None:
     with click.progressbar(length=total, label="re-tagging", file=sys.stderr,
                            show_pos=True, show_eta=True) as bar:
         done = retag_all(url, jobs, progress=bar.update, chunk_size=chunk_size or CHUNK)
-    click.echo(f"re-tagged {done.articles} articles, {done.changed} changed"
+    click.echo(f"re-tagged {done.articles - len(done.failed)} articles, {done.changed} changed"
                + ("" if done.finished else "; other processes are finishing the rest"))
+    if done.failed:
+        first, reason = next(iter(done.failed.items()))
+        more = f" and {len(done.failed) - 1} more" if len(done.failed) > 1 else ""
+        raise click.ClickException(
+            f"the tagger failed on article {first} ({reason}){more}; their earlier tags are "
+            "kept (a fault to report)")
 
 
 @cli.command()
