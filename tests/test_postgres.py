@@ -167,3 +167,15 @@ def test_what_a_search_does_not_match_on_postgres_is_every_article_but_its_match
     if q.groups and all(t.text.lower() in ("every", "article", "every article")
                         for group in q.groups for t in group):
         assert matched != everything
+
+
+def test_sessions_plan_each_statement_for_its_values_and_keep_the_urls_options(pg_url):
+    """Every PostgreSQL session plans each execution for its own parameters (db/session.py:
+    generic plans of the searches were five times slower), on top of what the URL's own
+    "options" set (here the test's schema)."""
+    from sqlalchemy import text
+
+    schema = pg_url.rsplit("search_path%3D", 1)[-1].split("&")[0]
+    with session_scope(pg_url) as s:
+        assert s.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
+        assert s.scalar(text("SHOW search_path")) == schema
