@@ -286,12 +286,20 @@ def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
         # as one string of the database's making: 10,000 rows through the driver cost as long
         # as ranking them (the ranks are PostgreSQL's reals, written as the driver reads them)
         rank = -func.ts_rank_cd(_vector, _pg_tsquery(query.groups))
+        first, last = int(ids[0]), int(ids[-1])
+        in_range = len(ids) > PG_RANGE_ABOVE * (last - first + 1)
         listed = session.scalar(
             select(func.string_agg(sa.cast(Article.id, sa.Text) + " " + sa.cast(rank, sa.Text),
                                    " "))
-            .where(_pg_among(ids), _pg_match(query)))
+            .where(Article.id.between(first, last) if in_range else _pg_among(ids),
+                   _pg_match(query)))
         pairs = np.fromstring(listed or "", sep=" ").reshape(-1, 2)
-        return pairs[:, 0].astype(np.int64), pairs[:, 1]
+        found, ranks = pairs[:, 0].astype(np.int64), pairs[:, 1]
+        if in_range:  # left out: the articles between the first and last not asked for
+            at = np.minimum(np.searchsorted(ids, found), len(ids) - 1)
+            wanted = ids[at] == found
+            found, ranks = found[wanted], ranks[wanted]
+        return found, ranks
     if len(ids) > WORDS_ALONE_ABOVE * (int(ids[-1]) - int(ids[0]) + 1):
         # IDS are dense among the articles between the first and last: walking the words'
         # postings there costs less than the concepts' tokens (the concepts weigh nothing,
@@ -407,6 +415,12 @@ WORDS_ALONE_ABOVE = 0.1  # share of the articles under a search's concepts (see 
 # (35 ms for 10,000 candidates there, 134 ms for 20,000), cheaper up to this share of articles.
 PG_EVERY_ARTICLE = "every article"
 PG_AMONG_SHARE = 0.015
+# Ids to rank that fill more than this share of the ids between their first and last (a broad
+# search's newest 10,000 matches) are read as that range of the primary key rather than looked
+# up one by one: 10,000 rows at a million articles, 62 -> 43 ms. The articles in the range not
+# asked for are ranked too and left out after; past this share that costs less than the
+# lookups saved.
+PG_RANGE_ABOVE = 0.75
 
 
 def _matches(session: Session, columns: listing.Columns, query: ParsedQuery,

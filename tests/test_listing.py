@@ -597,3 +597,26 @@ def test_kept_unmatched_articles_are_bounded_by_count_and_by_size(monkeypatch):
     assert list(columns.unmatched_kept) == ["search 3", "search 4", "search 2"]
     listing.unmatched(columns, "large", lambda _among: np.arange(1, 97))  # 96 of 100 articles
     assert list(columns.unmatched_kept) == ["large"]
+
+
+def test_ranking_ids_that_fill_their_range_gives_those_ids_only(tmp_path, monkeypatch):
+    """Ids that fill most of the range between the first and last (a broad search's newest
+    matches) are ranked by that range on PostgreSQL: the articles in between not asked for are
+    left out, and the ranks are those of asking for each id (on SQLite, the same contract)."""
+    url = _db(tmp_path)
+    _fill(url, 60)
+    session = new_session(url)
+    try:
+        query = parse_query("response OR survival OR relapse")
+        every = np.array(sorted(session.scalars(select(Article.id))), dtype=np.int64)
+        asked = np.delete(every, [5, 6, 30])  # 57 of the 60 between the first and last
+        matching = set(search._ranks(session, query, every, [], len(every))[0].tolist())
+        assert len(matching) > 30
+        found, ranks = search._ranks(session, query, asked, [], len(every))
+        assert sorted(found.tolist()) == sorted(matching - set(every[[5, 6, 30]].tolist()))
+        monkeypatch.setattr(search, "PG_RANGE_ABOVE", 2.0)  # never by range: id by id
+        one_by_one, their_ranks = search._ranks(session, query, asked, [], len(every))
+        assert dict(zip(found.tolist(), ranks.tolist(), strict=True)) == dict(
+            zip(one_by_one.tolist(), their_ranks.tolist(), strict=True))
+    finally:
+        session.close()
