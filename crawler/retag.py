@@ -34,7 +34,7 @@ from db.listing import prune_changes
 from db.migrate import schema_transaction
 from db.models import Article, RetagChunk, RetagRun, Source, utcnow
 from db.session import session_scope
-from nlp.parallel import map_batches, process_ended, process_name
+from nlp.parallel import fault, map_batches, process_ended, process_name
 from nlp.relevance import kept_out
 from nlp.vocabulary import vocabulary
 
@@ -62,7 +62,7 @@ def tags_of(batch: list[tuple[int, str, str]]) -> list[Tags | str]:
         try:
             answers.append(tag_text(title, body))
         except Exception as exc:  # noqa: BLE001 - reported with the article's id
-            answers.append(f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
+            answers.append(fault(exc))
     return answers
 
 

@@ -20,6 +20,12 @@ A = TypeVar("A")
 B = TypeVar("B")
 
 
+def fault(exc: BaseException) -> str:
+    """What failed, on one line, for a worker's answer about a text it could not tag: the
+    exception's type and the first line of its message."""
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+
+
 def cpu_count() -> int:
     """The cores this process may run on."""
     try:

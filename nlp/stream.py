@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from nlp.parallel import map_batches
+from nlp.parallel import fault, map_batches
 from nlp.tagger import annotate_many
 
 BATCH = 64
@@ -88,9 +88,8 @@ def answer_lines(batch: list[tuple[int, str | bytes]]) -> list[Answer]:
                 annotations.extend(annotate_many([text]))
             except Exception as exc:  # noqa: BLE001 - reported as this line's answer
                 del answers[index:]
-                what = (str(exc).splitlines() or [""])[0]
-                answers.append((number, f"the tagger failed on this text ({type(exc).__name__}: "
-                                        f"{what}); please report it"))
+                answers.append((number, f"the tagger failed on this text ({fault(exc)}); "
+                                        "please report it"))
                 break
     for (index, _, record_id, _), annotation in zip(records, annotations, strict=False):
         answers[index] = json.dumps({"id": record_id, **annotation.as_dict()},
