@@ -41,15 +41,20 @@ def _stored_tags(url):
     return tags, details
 
 
-def test_rebuild_retags_every_article_and_a_second_run_changes_nothing(db_url):
-    # stored as by an older tagger: no mentions, a stale summary, nothing filtered
-    with session_scope(db_url) as s:
+def _older_tagger_articles(url):
+    """ARTICLES from a general source, stored as by an older tagger: "cancer" their only
+    mention, a stale summary, nothing filtered."""
+    with session_scope(url) as s:
         get_or_create_source(s, "General News", "feed", "http://127.0.0.1/feed")
         for i, (title, body) in enumerate(ARTICLES):
             upsert_article(s, ArticleData(
                 canonical_url=f"http://127.0.0.1/{i}", url=f"http://127.0.0.1/{i}",
                 title=title, body=body, summary="stale", source_name="General News",
                 mentions={"cancer": 1}))
+
+
+def test_rebuild_retags_every_article_and_a_second_run_changes_nothing(db_url):
+    _older_tagger_articles(db_url)
 
     result = run_cli("tag", "--rebuild", "--jobs", "2", db_url=db_url)
     assert result.returncode == 0, result.stderr
@@ -162,13 +167,8 @@ def test_an_article_the_tagger_fails_on_keeps_its_tags_and_is_named(db_url, monk
     import crawler.retag
     from webapp.cli import cli
 
+    _older_tagger_articles(db_url)
     with session_scope(db_url) as s:
-        get_or_create_source(s, "General News", "feed", "http://127.0.0.1/feed")
-        for i, (title, body) in enumerate(ARTICLES):
-            upsert_article(s, ArticleData(
-                canonical_url=f"http://127.0.0.1/{i}", url=f"http://127.0.0.1/{i}",
-                title=title, body=body, summary="stale", source_name="General News",
-                mentions={"cancer": 1}))
         failing_id = s.scalar(select(Article.id).where(Article.title == ARTICLES[0][0]))
     real = crawler.retag.tag_text
 
