@@ -286,12 +286,12 @@ def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
         # as one string of the database's making: 10,000 rows through the driver cost as long
         # as ranking them (the ranks are PostgreSQL's reals, written as the driver reads them)
         rank = -func.ts_rank_cd(_vector, _pg_tsquery(query.groups))
-        first, last = int(ids[0]), int(ids[-1])
-        in_range = len(ids) > PG_RANGE_ABOVE * (last - first + 1)
+        in_range = _share_of_range(ids) > PG_RANGE_ABOVE
         listed = session.scalar(
             select(func.string_agg(sa.cast(Article.id, sa.Text) + " " + sa.cast(rank, sa.Text),
                                    " "))
-            .where(Article.id.between(first, last) if in_range else _pg_among(ids),
+            .where(Article.id.between(int(ids[0]), int(ids[-1])) if in_range
+                   else _pg_among(ids),
                    _pg_match(query)))
         pairs = np.fromstring(listed or "", sep=" ").reshape(-1, 2)
         found, ranks = pairs[:, 0].astype(np.int64), pairs[:, 1]
@@ -300,7 +300,7 @@ def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
             wanted = ids[at] == found
             found, ranks = found[wanted], ranks[wanted]
         return found, ranks
-    if len(ids) > WORDS_ALONE_ABOVE * (int(ids[-1]) - int(ids[0]) + 1):
+    if _share_of_range(ids) > WORDS_ALONE_ABOVE:
         # IDS are dense among the articles between the first and last: walking the words'
         # postings there costs less than the concepts' tokens (the concepts weigh nothing,
         # TAGS_WEIGHT, and the list keeps the others out: the same ranks)
@@ -322,6 +322,12 @@ def _ranks(session: Session, query: ParsedQuery, ids: np.ndarray,
                           (*weights, match, *parameters)).fetchall()
     return (np.array([row[0] for row in rows], dtype=np.int64),
             np.array([row[1] for row in rows], dtype=np.float64))
+
+
+def _share_of_range(ids: np.ndarray) -> float:
+    """The share of the ids between the first and last of IDS (ascending, not empty) that IDS
+    hold: how densely they fill their range."""
+    return len(ids) / (int(ids[-1]) - int(ids[0]) + 1)
 
 
 def _pg_among(ids: np.ndarray) -> sa.ColumnElement[bool]:
