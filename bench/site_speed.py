@@ -163,7 +163,7 @@ def report(name: str, answers: list[tuple[float, bool]]) -> None:
     hits = sum(hit for _, hit in answers)
     p95 = times[max(0, round(len(times) * 0.95) - 1)]
     print(f"  {name:<34} p50 {statistics.median(times) * 1000:7.0f} ms   "
-          f"p95 {p95 * 1000:7.0f} ms   ({len(times)} requests, "
+          f"p95 {p95 * 1000:7.0f} ms   max {times[-1] * 1000:7.0f} ms   ({len(times)} requests, "
           f"{len(set(urls_of[name]))} different, {hits} from the page cache)")
 
 
