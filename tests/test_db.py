@@ -208,9 +208,13 @@ def test_concept_tokens_are_filled_in_for_articles_stored_before_them(tmp_path):
         (upgrade if revision == "head" else downgrade)(url, revision)
         with session_scope(url) as s:
             assert s.scalars(sa.text("SELECT tag_terms FROM articles ORDER BY id")).all() == terms
-            if s.get_bind().dialect.name == "postgresql":  # its own lexeme since 0010
-                lexeme = "SELECT count(*) FROM articles WHERE search_vector @@ $$'every article'$$"
-                assert s.scalar(sa.text(lexeme)) == (2 if revision == "head" else 0)
+            if s.get_bind().dialect.name == "postgresql":  # its own lexemes since 0010, 0011
+                lexeme = "SELECT count(*) FROM articles WHERE search_vector @@ $${}$$"
+                assert s.scalar(sa.text(lexeme.format("'every article'"))) == (
+                    2 if revision == "head" else 0)
+                assert s.scalar(sa.text(lexeme.format("'concept 5'"))) == (
+                    1 if revision == "head" else 0)
+        assert _search(url, "concept 5")[0] == []  # a reader's words never make them
         assert _search(url, "relapse", ["melanoma"])[0] == ["Relapse news"]
         # by what the word does not match (it matches both articles)
         assert sorted(_search(url, "relapse", sort="date")[0]) == ["Relapse news", "Relapse too"]

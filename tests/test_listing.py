@@ -24,7 +24,7 @@ from db.concepts import (
     with_descendants,
 )
 from db.fts_sqlite import EVERY_ARTICLE
-from db.models import Article, Concept
+from db.models import Article, ArticleConcept, Concept
 from db.query import parse_query
 from db.search import Filters, _sql_search, search_articles
 from db.session import new_session, session_scope
@@ -616,6 +616,39 @@ def test_ranking_ids_that_fill_their_range_gives_those_ids_only(tmp_path, monkey
         assert sorted(found.tolist()) == sorted(matching - set(every[[5, 6, 30]].tolist()))
         monkeypatch.setattr(search, "PG_RANGE_ABOVE", 2.0)  # never by range: id by id
         one_by_one, their_ranks = search._ranks(session, query, asked, [], len(every))
+        assert dict(zip(found.tolist(), ranks.tolist(), strict=True)) == dict(
+            zip(one_by_one.tolist(), their_ranks.tolist(), strict=True))
+    finally:
+        session.close()
+
+
+def test_ranking_ids_under_concepts_gives_those_ids_only(tmp_path, monkeypatch):
+    """Ids to rank under concepts, most of the articles tagged so, are found on PostgreSQL
+    through the concepts' lexemes in the GIN index (migration 0011): the tagged articles not
+    asked for (left out by another filter) are left out, and the ranks are those of asking
+    for each id (on SQLite, the same contract)."""
+    url = _db(tmp_path)
+    _fill(url, 80)
+    monkeypatch.setattr(search, "PG_RANGE_ABOVE", 2.0)  # never by range
+    session = new_session(url)
+    try:
+        query = parse_query("response OR survival OR relapse")
+        concepts = [with_descendants(session, "lung-cancer"), with_descendants(session, "cancer")]
+        tagged = np.array(sorted(set.intersection(*(set(session.scalars(
+            select(ArticleConcept.article_id).where(ArticleConcept.concept_id.in_(ids))))
+            for ids in concepts))), dtype=np.int64)
+        assert len(tagged) > 8
+        asked = np.delete(tagged, [1, 4])  # as a filter on kind or source might leave them out
+        every = len(session.scalars(select(Article.id)).all())
+        matching = set(search._ranks(session, query, tagged, concepts, every)[0].tolist())
+        through_lexemes = []
+        original = search._pg_concepts_tsquery
+        monkeypatch.setattr(search, "_pg_concepts_tsquery",
+                            lambda sets: through_lexemes.append(sets) or original(sets))
+        found, ranks = search._ranks(session, query, asked, concepts, every, len(tagged))
+        assert sorted(found.tolist()) == sorted(matching - set(tagged[[1, 4]].tolist()))
+        assert len(through_lexemes) == (session.get_bind().dialect.name == "postgresql")
+        one_by_one, their_ranks = search._ranks(session, query, asked, concepts, every)
         assert dict(zip(found.tolist(), ranks.tolist(), strict=True)) == dict(
             zip(one_by_one.tolist(), their_ranks.tolist(), strict=True))
     finally:

@@ -13,31 +13,19 @@ Create Date: 2026-11-29
 
 from alembic import op
 
+from db.pg_vector import EVERY_ARTICLE, WORDS, replace_search_vector
+
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
 
-_WORDS = """
-    setweight(to_tsvector('english', coalesce(title, '')), 'A') ||
-    setweight(to_tsvector('english', coalesce(summary, '')), 'B') ||
-    setweight(to_tsvector('english', coalesce(body, '')), 'C')"""
-_EVERY_ARTICLE = " || '''every article'''::tsvector"
-
-
-def _vector(expression: str) -> None:
-    op.execute("DROP INDEX ix_articles_search_vector")
-    op.execute("ALTER TABLE articles DROP COLUMN search_vector")
-    op.execute(f"ALTER TABLE articles ADD COLUMN search_vector tsvector GENERATED ALWAYS AS "
-               f"({expression}) STORED")
-    op.execute("CREATE INDEX ix_articles_search_vector ON articles USING GIN (search_vector)")
-
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        _vector(_WORDS + _EVERY_ARTICLE)
+        replace_search_vector(op.execute, WORDS + EVERY_ARTICLE)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        _vector(_WORDS)
+        replace_search_vector(op.execute, WORDS)
