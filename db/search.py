@@ -248,18 +248,20 @@ def _snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[int,
 
 
 def _pg_snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[int, str]:
-    """As _snippets, by PostgreSQL's ts_headline."""
-    if not ids:
-        return {}
+    """As _snippets, by PostgreSQL's ts_headline (which parses the whole text: the summary's
+    is made only for articles whose body shows no match, as on SQLite)."""
     tsquery = _pg_tsquery(query.groups)
     options = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=30, MinWords=12"
-    rows = session.execute(
-        select(Article.id,
-               func.ts_headline(_PG_CONFIG, Article.body, tsquery, options),
-               func.ts_headline(_PG_CONFIG, Article.summary, tsquery, options))
-        .where(Article.id.in_(ids)))
-    return {article_id: best for article_id, body, summary in rows
-            if (best := _best_snippet(body, summary)) is not None}
+    found: dict[int, str] = {}
+    for column in (Article.body, Article.summary):
+        if not ids:
+            break
+        found.update((article_id, best) for article_id, snippet in session.execute(
+            select(Article.id, func.ts_headline(_PG_CONFIG, column, tsquery, options))
+            .where(Article.id.in_(ids)))
+            if (best := _best_snippet(snippet)) is not None)
+        ids = [i for i in ids if i not in found]
+    return found
 
 
 def _best_snippet(*snippets: str | None) -> str | None:
