@@ -15,6 +15,7 @@ import logging
 import re
 import sqlite3
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -227,46 +228,42 @@ def _materialise(session: Session, stmt: sa.Select, with_rank: bool) -> sa.Table
 
 
 def _snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[int, str]:
-    """The best snippet of each of IDS, from its body or summary (a snippet of the title would
-    repeat the headline). Through the driver's cursor: SQLAlchemy's statement handling took
-    as long as FTS5's snippets of a page."""
-    if not ids:
-        return {}
+    """The best snippet of each of IDS (see _body_or_summary), by FTS5. Through the driver's
+    cursor: SQLAlchemy's statement handling took as long as FTS5's snippets of a page."""
     cursor = session.connection().connection.driver_connection.cursor()
     match = to_fts5(query)
-    found: dict[int, str] = {}
-    for column in (2, 1):  # the summary's only for articles whose body shows no match
-        found.update((rowid, best) for rowid, snippet in cursor.execute(
-            f"SELECT rowid, snippet(article_fts, {column}, ?1, ?2, '…', 32) FROM article_fts "
-            "WHERE article_fts MATCH ?3 AND rowid IN (SELECT value FROM json_each(?4))",
-            (MARK_START, MARK_END, match, json.dumps(ids)))  # (each looked up: a page is few)
-            if (best := _best_snippet(snippet)) is not None)
-        ids = [i for i in ids if i not in found]
-        if not ids:
-            break
-    return found
+    column_number = {"body": 2, "summary": 1}
+    return _body_or_summary(ids, lambda column, among: cursor.execute(
+        f"SELECT rowid, snippet(article_fts, {column_number[column]}, ?1, ?2, '…', 32) "
+        "FROM article_fts "
+        "WHERE article_fts MATCH ?3 AND rowid IN (SELECT value FROM json_each(?4))",
+        (MARK_START, MARK_END, match, json.dumps(among))))  # (each looked up: a page is few)
 
 
 def _pg_snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[int, str]:
-    """As _snippets, by PostgreSQL's ts_headline (which parses the whole text: the summary's
-    is made only for articles whose body shows no match, as on SQLite)."""
+    """As _snippets, by PostgreSQL's ts_headline (which parses the whole text)."""
     tsquery = _pg_tsquery(query.groups)
     options = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=30, MinWords=12"
+    return _body_or_summary(ids, lambda column, among: session.execute(
+        select(Article.id,
+               func.ts_headline(_PG_CONFIG, getattr(Article, column), tsquery, options))
+        .where(Article.id.in_(among))))
+
+
+def _body_or_summary(ids: list[int], snippets_of: Callable[[str, list[int]], Iterable]
+                     ) -> dict[int, str]:
+    """The snippet of each of IDS from its body, or from its summary where the body shows no
+    match (a snippet of the title would repeat the headline); none (the page shows the
+    summary) where neither does. SNIPPETS_OF(column, ids) gives (id, snippet) pairs of the
+    column "body" or "summary": the summary's are asked only for the articles left."""
     found: dict[int, str] = {}
-    for column in (Article.body, Article.summary):
+    for column in ("body", "summary"):
         if not ids:
             break
-        found.update((article_id, best) for article_id, snippet in session.execute(
-            select(Article.id, func.ts_headline(_PG_CONFIG, column, tsquery, options))
-            .where(Article.id.in_(ids)))
-            if (best := _best_snippet(snippet)) is not None)
+        found.update((article_id, snippet) for article_id, snippet in snippets_of(column, ids)
+                     if snippet and MARK_START in snippet)
         ids = [i for i in ids if i not in found]
     return found
-
-
-def _best_snippet(*snippets: str | None) -> str | None:
-    """The first snippet that shows a match; None (the page shows the summary) if none does."""
-    return next((s for s in snippets if s and MARK_START in s), None)
 
 
 # A search matching more articles than this ranks the newest this many by relevance (then lists
