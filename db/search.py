@@ -525,7 +525,8 @@ def _listed_search(session: Session, index: tuple[listing.Columns, listing.Conce
     offset = (page - 1) * per_page
     ranked, ranks = np.empty(0, dtype=np.int64), np.empty(0)  # ids, and their ranks
     candidates = int(np.count_nonzero(mask))
-    tagged_count = int(np.count_nonzero(tagged)) if tagged is not None else 0
+    # how many articles carry the concepts, which ranking weighs (a pass over every article)
+    tagged_count = int(np.count_nonzero(tagged)) if by_rank and tagged is not None else 0
     if by_rank and candidates <= RANKED_MATCHES:
         # few enough candidates to rank them all: one pass finds and ranks their matches
         ranked, ranks = _ranks(session, query, columns.ids[mask], concept_sets,
