@@ -23,7 +23,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import ARRAY, TSQUERY
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, defer, joinedload, selectinload
 
 from db import fts_rank, listing
 from db.concepts import ancestor_chains, with_descendants
@@ -241,13 +241,72 @@ def _snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[int,
 
 
 def _pg_snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[int, str]:
-    """As _snippets, by PostgreSQL's ts_headline (which parses the whole text)."""
+    """As _snippets, by PostgreSQL's ts_headline. It parses all the text it is given, about a
+    millisecond for a news article's body, so a body's snippet comes from a window of it that
+    starts a few words before the first word beginning with one of the query's stems
+    (_pg_windows); from the whole body only where the window shows no match (a word that only
+    looked like one) or the body has no such word."""
     tsquery = _pg_tsquery(query.groups)
     options = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=30, MinWords=12"
-    return _body_or_summary(ids, lambda column, among: session.execute(
-        select(Article.id,
-               func.ts_headline(_PG_CONFIG, getattr(Article, column), tsquery, options))
-        .where(Article.id.in_(among))))
+    stems = _pg_stems(session, query)
+
+    def headline(text: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+        return func.ts_headline(_PG_CONFIG, text, tsquery, options)
+
+    def snippets_of(column: str, among: list[int]) -> list[tuple[int, str]]:
+        found: list[tuple[int, str]] = []
+        if column == "body" and stems:
+            windows = _pg_windows(stems, among)
+            rows = session.execute(
+                select(windows.c.id, headline(windows.c.text), windows.c.whole)).all()
+            found = [(i, snippet) for i, snippet, _ in rows if snippet and MARK_START in snippet]
+            marked = {i for i, _ in found}
+            among = [i for i, _, whole in rows if not whole and i not in marked]
+        if among:
+            found += session.execute(select(Article.id, headline(getattr(Article, column)))
+                                     .where(Article.id.in_(among))).all()
+        return found
+
+    return _body_or_summary(ids, snippets_of)
+
+
+def _pg_stems(session: Session, query: ParsedQuery) -> list[str]:
+    """The stems of QUERY's words as PostgreSQL makes them, less the parts it adds of a
+    hyphenated word (car-t: car, t, which begin carcinoma and a tenth of all words) and those
+    of one or two letters where there are longer ones."""
+    words = " ".join(term.text for term in query.terms())
+    stems = session.scalar(select(func.tsvector_to_array(func.to_tsvector(_PG_CONFIG, words))))
+    parts = {part for stem in stems if "-" in stem for part in stem.split("-")}
+    stems = [stem for stem in stems if stem not in parts]
+    return [stem for stem in stems if len(stem) > 2] or stems
+
+
+# A body's window for its snippet (_pg_windows): up to WINDOW_LEAD characters before the first
+# word that may match, from the first space among them, and WINDOW_WIDTH characters in all
+# (a snippet is at most 30 words).
+WINDOW_LEAD, WINDOW_WIDTH = 100, 700
+
+
+def _pg_windows(stems: list[str], ids: list[int]) -> sa.Subquery:
+    """(id, text, whole) of each of IDS: the window of its body for its snippet, or the whole
+    body (whole true) where no word of it begins with one of STEMS (_pg_stems). A stem begins
+    most words it comes from (English stems drop endings), so the first such word is where the
+    first match usually is; a word that only looks like one (policy for police: polic) leaves
+    a window without a match, which _pg_snippets then replaces by the whole body."""
+    # a final y is made i (therapy: therapi), as it stays in therapies
+    pattern = r"\m(" + "|".join(re.escape(stem[:-1]) + "[iy]" if stem.endswith("i")
+                                 else re.escape(stem) for stem in stems) + ")"
+    hits = select(Article.id, Article.body.label("text"),
+                  func.regexp_instr(Article.body, pattern, 1, 1, 0, "i").label("hit")
+                  ).where(Article.id.in_(ids)).offset(0).subquery()
+    lead = hits.c.hit - WINDOW_LEAD
+    space = func.regexp_instr(func.substr(hits.c.text, lead, WINDOW_LEAD), r"\s", 1, 1, 1)
+    start = sa.case((hits.c.hit <= WINDOW_LEAD, 1),  # else from a space, or from the hit
+                    else_=lead + func.coalesce(func.nullif(space, 0) - 1, WINDOW_LEAD))
+    return select(hits.c.id,
+                  sa.case((hits.c.hit == 0, hits.c.text),
+                          else_=func.substr(hits.c.text, start, WINDOW_WIDTH)).label("text"),
+                  (hits.c.hit == 0).label("whole")).subquery()
 
 
 def _body_or_summary(ids: list[int], snippets_of: Callable[[str, list[int]], Iterable]
@@ -487,10 +546,13 @@ def _matches_most(cursor: sqlite3.Cursor, columns: listing.Columns, match: str) 
     return found > COMPLEMENT_ABOVE * probed
 
 
+# A page's articles come without their bodies: no page, feed or answer of the API shows one
+# (their snippets are made in the database), and a news article's is some kilobytes.
+_NO_BODY = defer(Article.body, raiseload=True)  # a use of it would be a mistake: it fails
 # the articles of a page with their sources, built once (building it took a third as long as
 # running it)
 _PAGE_ARTICLES = (select(Article).where(Article.id.in_(sa.bindparam("ids", expanding=True)))
-                  .options(joinedload(Article.source)))
+                  .options(joinedload(Article.source), _NO_BODY))
 
 
 def _listed_search(session: Session, index: tuple[listing.Columns, listing.ConceptTable],
@@ -643,12 +705,12 @@ def _sql_search(session: Session, query: ParsedQuery, concept_slugs: list[str], 
                                        .limit(per_page).offset(offset)))
             loaded = {a.id: a for a in session.scalars(
                 select(Article).where(Article.id.in_(ids))
-                .options(selectinload(Article.source)))}
+                .options(selectinload(Article.source), _NO_BODY))}
             rows = [loaded[i] for i in ids if i in loaded]
         else:
             rows = list(session.scalars(
                 select(Article).where(Article.id.in_(select(_hits.c.id)))
-                .options(selectinload(Article.source))
+                .options(selectinload(Article.source), _NO_BODY)
                 .order_by(*newest).limit(per_page).offset(offset)))
     else:  # the count leaves the rank column unread, so the database skips it
         matching = _matching(session, query, concept_slugs, filters, ranked=by_rank).subquery()
@@ -657,7 +719,7 @@ def _sql_search(session: Session, query: ParsedQuery, concept_slugs: list[str], 
         rows = list(session.scalars(
             select(Article)
             .join(matching, matching.c.id == Article.id)
-            .options(selectinload(Article.source))
+            .options(selectinload(Article.source), _NO_BODY)
             .order_by(*order)
             .limit(per_page)
             .offset(offset)))

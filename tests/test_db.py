@@ -245,6 +245,32 @@ def test_snippet_comes_from_the_summary_where_the_body_does_not_match(db_url):
                         "Two": "The body names \ue000tebentafusp\ue001 as well."}
 
 
+# about 2,000 characters of words no query below matches
+_FILLER = " ".join(f"Paragraph {i} goes on about the weather and the harvest." for i in range(40))
+
+
+def test_snippet_of_a_long_body_shows_its_match_from_a_whole_word(db_url):
+    """(On PostgreSQL from a window of the body near the match, db.search._pg_windows.)"""
+    bodies = {"Deep": f"{_FILLER} Here the tebentafusp arm lived longer. {_FILLER}",
+              # the first word that starts like a match is not one: the window after it has
+              # none, so the snippet comes from the whole body
+              "Lookalike": f"The tebentafuspian era. {_FILLER} {_FILLER} Later tebentafusp won.",
+              # a stem whose last letter is not its word's (study: studi)
+              "Study": f"{_FILLER} A study found it."}
+    with session_scope(db_url) as s:
+        for n, (title, body) in enumerate(bodies.items(), start=80):
+            upsert_article(s, _article(n, title=title, body=body))
+    snippets = {h.article.title: h.snippet for h in _search(db_url, "tebentafusp")[1].hits}
+    snippets.update({h.article.title: h.snippet for h in _search(db_url, "study")[1].hits})
+    assert set(snippets) == {"Deep", "Lookalike", "Study"}
+    assert "\ue000tebentafusp\ue001 arm lived longer" in snippets["Deep"]
+    assert "\ue000tebentafusp\ue001 won" in snippets["Lookalike"]
+    assert "\ue000study\ue001 found it" in snippets["Study"]
+    for title, snippet in snippets.items():
+        first = snippet.replace("\ue000", "").replace("\ue001", "").lstrip("…").split()[0]
+        assert bodies[title].startswith(first) or f" {first}" in bodies[title], snippet
+
+
 def test_engines_beyond_the_limit_are_closed_not_left_to_the_collector(tmp_path):
     from db.session import MAX_ENGINES
 

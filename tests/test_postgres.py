@@ -2,6 +2,7 @@
 full-text search through PostgreSQL's own weighted tsvector and GIN index."""
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -179,3 +180,45 @@ def test_sessions_plan_each_statement_for_its_values_and_keep_the_urls_options(p
     with session_scope(pg_url) as s:
         assert s.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
         assert s.scalar(text("SHOW search_path")) == schema
+
+
+def test_a_snippet_is_made_from_a_window_of_a_long_body(pg_url):
+    """ts_headline parses all the text it is given, so a long body's snippet comes from the
+    700 characters from a few words before the first word beginning with a stem of the query
+    (hyphens and dots in a stem taken literally), not from the whole body."""
+    from db.search import WINDOW_LEAD, WINDOW_WIDTH, _pg_stems, _pg_windows
+    from webapp.cli import prepare_database
+
+    prepare_database(pg_url)
+    filler = "Nothing to see in this sentence at all. " * 100
+    bodies = {1: f"{filler}Then CAR-T cells and example.com appeared. {filler}",
+              2: f"{filler}Then car t cells appeared. A study found it.",  # no "car-t"
+              3: "CAR-T at once."}
+    with session_scope(pg_url) as s:
+        for n, body in bodies.items():
+            upsert_article(s, ArticleData(canonical_url=f"https://news.example/w{n}",
+                                          url=f"https://news.example/w{n}", title=f"W{n}",
+                                          body=body))
+        ids = dict(s.execute(sa.text("SELECT title, id FROM articles")).all())
+        for words, short in (("car-t", False), ("example.com", True)):
+            stems = _pg_stems(s, parse_query(words))
+            assert stems == [words]  # car-t's parts car and t left out
+            windows = _pg_windows(stems, [ids["W1"], ids["W2"], ids["W3"]])
+            got = {i: (text, whole) for i, text, whole in s.execute(sa.select(windows))}
+            text, whole = got[ids["W1"]]
+            assert not whole and len(text) == WINDOW_WIDTH
+            start = bodies[1].index(text)  # a piece of the body, from a word's start
+            assert bodies[1][start - 1] == " " and 0 < text.index("CAR-T") <= WINDOW_LEAD
+            assert got[ids["W3"]] == ("CAR-T at once.", short)  # all of it either way
+            assert got[ids["W2"]] == (bodies[2], True)  # no car-t, no example.com
+        [(_, text, whole)] = s.execute(sa.select(_pg_windows(["studi"], [ids["W2"]]))).all()
+        assert not whole and text.endswith("A study found it.")  # studi: study
+    # a search's snippets come from those windows: the first match's, where the whole body's
+    # ts_headline would pick the words around the most matches
+    with session_scope(pg_url) as s:
+        upsert_article(s, ArticleData(
+            canonical_url="https://news.example/w4", url="https://news.example/w4", title="W4",
+            body=f"Once tebentafusp. {filler}Then tebentafusp, tebentafusp and tebentafusp."))
+        hits = search_articles(s, parse_query("tebentafusp")).hits
+        snippets = {h.article.title: h.snippet for h in hits}
+    assert snippets["W4"].startswith("\ue000tebentafusp\ue001. Nothing to see"), snippets
