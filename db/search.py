@@ -244,69 +244,106 @@ def _pg_snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[i
     """As _snippets, by PostgreSQL's ts_headline. It parses all the text it is given, about a
     millisecond for a news article's body, so a body's snippet comes from a window of it that
     starts a few words before the first word beginning with one of the query's stems
-    (_pg_windows); from the whole body only where the window shows no match (a word that only
-    looked like one) or the body has no such word."""
-    tsquery = _pg_tsquery(query.groups)
-    options = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=30, MinWords=12"
-    stems = _pg_stems(session, query)
-
-    def headline(text: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
-        return func.ts_headline(_PG_CONFIG, text, tsquery, options)
+    (_pg_windows). Where the window shows no match, that word only looked like one (policy for
+    police: polic), and the next window starts at a word that begins with a stem but is none
+    of those; after WINDOW_TRIES windows, or where no word begins with a stem, the snippet
+    comes from the whole body. The statements are built once: building one took longer than
+    PostgreSQL took to run it."""
+    words = " ".join(term.text for term in query.terms())
+    lexemes, tsquery = session.execute(select(
+        func.tsvector_to_array(func.to_tsvector(_PG_CONFIG, words)),
+        sa.cast(_pg_tsquery(query.groups), sa.Text))).one()
+    stems = _pg_stems(lexemes)
 
     def snippets_of(column: str, among: list[int]) -> list[tuple[int, str]]:
         found: list[tuple[int, str]] = []
-        if column == "body" and stems:
-            windows = _pg_windows(stems, among)
-            rows = session.execute(
-                select(windows.c.id, headline(windows.c.text), windows.c.whole)).all()
-            found = [(i, snippet) for i, snippet, _ in rows if snippet and MARK_START in snippet]
-            marked = {i for i, _ in found}
-            among = [i for i, _, whole in rows if not whole and i not in marked]
+        lookalikes: set[str] = set()
+        for _ in range(WINDOW_TRIES if column == "body" and stems else 0):
+            rows = _pg_windows(session, tsquery, stems, among, lookalikes)
+            found += [(i, snippet) for i, snippet, *_ in rows if MARK_START in (snippet or "")]
+            missed = [(i, text[hit:]) for i, snippet, whole, text, hit in rows
+                      if not whole and MARK_START not in (snippet or "")]
+            lookalikes.update(word.group().lower() for _, rest in missed
+                              if (word := re.match(r"\w+", rest)))
+            among = [i for i, _ in missed]
+            if not among:
+                break
         if among:
-            found += session.execute(select(Article.id, headline(getattr(Article, column)))
-                                     .where(Article.id.in_(among))).all()
+            found += session.execute(_PG_HEADLINES[column],
+                                     {"tsquery": tsquery, "ids": among}).all()
         return found
 
     return _body_or_summary(ids, snippets_of)
 
 
-def _pg_stems(session: Session, query: ParsedQuery) -> list[str]:
-    """The stems of QUERY's words as PostgreSQL makes them, less the parts it adds of a
-    hyphenated word (car-t: car, t, which begin carcinoma and a tenth of all words) and those
-    of one or two letters where there are longer ones."""
-    words = " ".join(term.text for term in query.terms())
-    stems = session.scalar(select(func.tsvector_to_array(func.to_tsvector(_PG_CONFIG, words))))
-    parts = {part for stem in stems if "-" in stem for part in stem.split("-")}
-    stems = [stem for stem in stems if stem not in parts]
+def _pg_stems(lexemes: list[str]) -> list[str]:
+    """The stems of a query's words (LEXEMES, as PostgreSQL makes them) less the parts it adds
+    of a hyphenated word (car-t: car, t, which begin carcinoma and a tenth of all words) and
+    those of one or two letters where there are longer ones."""
+    parts = {part for lexeme in lexemes if "-" in lexeme for part in lexeme.split("-")}
+    stems = [lexeme for lexeme in lexemes if lexeme not in parts]
     return [stem for stem in stems if len(stem) > 2] or stems
 
 
 # A body's window for its snippet (_pg_windows): up to WINDOW_LEAD characters before the first
 # word that may match, from the first space among them, and WINDOW_WIDTH characters in all
-# (a snippet is at most 30 words).
-WINDOW_LEAD, WINDOW_WIDTH = 100, 700
+# (a snippet is at most 30 words); at most WINDOW_TRIES windows a body (_pg_snippets).
+WINDOW_LEAD, WINDOW_WIDTH, WINDOW_TRIES = 100, 700, 3
 
 
-def _pg_windows(stems: list[str], ids: list[int]) -> sa.Subquery:
-    """(id, text, whole) of each of IDS: the window of its body for its snippet, or the whole
-    body (whole true) where no word of it begins with one of STEMS (_pg_stems). A stem begins
-    most words it comes from (English stems drop endings), so the first such word is where the
-    first match usually is; a word that only looks like one (policy for police: polic) leaves
-    a window without a match, which _pg_snippets then replaces by the whole body."""
-    # a final y is made i (therapy: therapi), as it stays in therapies
-    pattern = r"\m(" + "|".join(re.escape(stem[:-1]) + "[iy]" if stem.endswith("i")
-                                 else re.escape(stem) for stem in stems) + ")"
-    hits = select(Article.id, Article.body.label("text"),
-                  func.regexp_instr(Article.body, pattern, 1, 1, 0, "i").label("hit")
-                  ).where(Article.id.in_(ids)).offset(0).subquery()
+def _pg_headline(text: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """ts_headline of TEXT for the tsquery given as the parameter "tsquery" (its text)."""
+    options = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=30, MinWords=12"
+    return func.ts_headline(_PG_CONFIG, text,
+                            sa.cast(sa.bindparam("tsquery", type_=sa.Text), TSQUERY), options)
+
+
+def _pg_windows_statement() -> sa.Select:
+    """(id, snippet, whole, text, hit) of the articles given as "ids": the window of each body
+    for its snippet (text) and where in it (from 0) the first word matching the regular
+    expression "pattern" starts; or the whole body (whole true) where no word matches."""
+    # each step a subquery with OFFSET 0, which PostgreSQL does not merge into the next: the
+    # next reads its values several times, and merged it would compute them (read the body)
+    # each time
+    ids = sa.bindparam("ids", expanding=True)
+    hits = select(Article.id, Article.body.label("text"), func.regexp_instr(
+        Article.body, sa.bindparam("pattern", type_=sa.Text), 1, 1, 0, "i").label("hit")
+    ).where(Article.id.in_(ids)).offset(0).subquery()
     lead = hits.c.hit - WINDOW_LEAD
     space = func.regexp_instr(func.substr(hits.c.text, lead, WINDOW_LEAD), r"\s", 1, 1, 1)
     start = sa.case((hits.c.hit <= WINDOW_LEAD, 1),  # else from a space, or from the hit
                     else_=lead + func.coalesce(func.nullif(space, 0) - 1, WINDOW_LEAD))
-    return select(hits.c.id,
-                  sa.case((hits.c.hit == 0, hits.c.text),
-                          else_=func.substr(hits.c.text, start, WINDOW_WIDTH)).label("text"),
-                  (hits.c.hit == 0).label("whole")).subquery()
+    placed = select(hits, start.label("start")).offset(0).subquery()
+    windows = select(
+        placed.c.id,
+        sa.case((placed.c.hit == 0, placed.c.text),
+                else_=func.substr(placed.c.text, placed.c.start, WINDOW_WIDTH)).label("text"),
+        (placed.c.hit == 0).label("whole"),
+        sa.case((placed.c.hit == 0, 0), else_=placed.c.hit - placed.c.start).label("hit"),
+    ).offset(0).subquery()
+    return select(windows.c.id, _pg_headline(windows.c.text), windows.c.whole, windows.c.text,
+                  windows.c.hit)
+
+
+_PG_WINDOWS = _pg_windows_statement()
+_PG_HEADLINES = {column: select(Article.id, _pg_headline(getattr(Article, column)))
+                 .where(Article.id.in_(sa.bindparam("ids", expanding=True)))
+                 for column in ("body", "summary")}
+
+
+def _pg_windows(session: Session, tsquery: str, stems: list[str], ids: list[int],
+                lookalikes: Iterable[str] = ()) -> list[sa.Row]:
+    """(id, snippet, whole, text, hit) of each of IDS (see _pg_windows_statement): the window
+    starts at the first word that begins with one of STEMS (_pg_stems) and is none of
+    LOOKALIKES. A stem begins most words it comes from (English stems drop endings), so that
+    word is where the first match usually is."""
+    # a final y is made i (therapy: therapi), as it stays in therapies
+    skip = "|".join(map(re.escape, sorted(lookalikes)))
+    pattern = (r"\m" + (rf"(?!(?:{skip})\M)" if skip else "") + "("
+               + "|".join(re.escape(stem[:-1]) + "[iy]" if stem.endswith("i")
+                          else re.escape(stem) for stem in stems) + ")")
+    return list(session.execute(_PG_WINDOWS,
+                                {"tsquery": tsquery, "pattern": pattern, "ids": ids}).all())
 
 
 def _body_or_summary(ids: list[int], snippets_of: Callable[[str, list[int]], Iterable]

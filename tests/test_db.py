@@ -252,8 +252,8 @@ _FILLER = " ".join(f"Paragraph {i} goes on about the weather and the harvest." f
 def test_snippet_of_a_long_body_shows_its_match_from_a_whole_word(db_url):
     """(On PostgreSQL from a window of the body near the match, db.search._pg_windows.)"""
     bodies = {"Deep": f"{_FILLER} Here the tebentafusp arm lived longer. {_FILLER}",
-              # the first word that starts like a match is not one: the window after it has
-              # none, so the snippet comes from the whole body
+              # the first word that starts like a match is not one (on PostgreSQL its window
+              # has no match; the next window is tried)
               "Lookalike": f"The tebentafuspian era. {_FILLER} {_FILLER} Later tebentafusp won.",
               # a stem whose last letter is not its word's (study: studi)
               "Study": f"{_FILLER} A study found it."}

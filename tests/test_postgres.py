@@ -192,7 +192,7 @@ def test_a_snippet_is_made_from_a_window_of_a_long_body(pg_url):
     prepare_database(pg_url)
     filler = "Nothing to see in this sentence at all. " * 100
     bodies = {1: f"{filler}Then CAR-T cells and example.com appeared. {filler}",
-              2: f"{filler}Then car t cells appeared. A study found it.",  # no "car-t"
+              2: f"{filler}Then car t cells appeared. A studio study found it.",  # no car-t
               3: "CAR-T at once."}
     with session_scope(pg_url) as s:
         for n, body in bodies.items():
@@ -200,25 +200,44 @@ def test_a_snippet_is_made_from_a_window_of_a_long_body(pg_url):
                                           url=f"https://news.example/w{n}", title=f"W{n}",
                                           body=body))
         ids = dict(s.execute(sa.text("SELECT title, id FROM articles")).all())
+
+        def windows(words, stems, *among, lookalikes=()):
+            """{title: (text, whole, hit)} of the windows for the search WORDS"""
+            tsquery = s.scalar(sa.text("SELECT phraseto_tsquery('english', :w)::text"),
+                               {"w": words})
+            found = _pg_windows(s, tsquery, stems, [ids[t] for t in among], lookalikes)
+            titles = {i: t for t, i in ids.items()}
+            return {titles[i]: (text, whole, hit) for i, _, whole, text, hit in found}
+
+        assert _pg_stems(["car", "car-t", "t"]) == ["car-t"]  # car-t's parts left out
+        assert _pg_stems(["t", "c"]) == ["t", "c"]  # but not all of them
         for words, short in (("car-t", False), ("example.com", True)):
-            stems = _pg_stems(s, parse_query(words))
-            assert stems == [words]  # car-t's parts car and t left out
-            windows = _pg_windows(stems, [ids["W1"], ids["W2"], ids["W3"]])
-            got = {i: (text, whole) for i, text, whole in s.execute(sa.select(windows))}
-            text, whole = got[ids["W1"]]
-            assert not whole and len(text) == WINDOW_WIDTH
+            got = windows(words, [words], "W1", "W2", "W3")
+            text, whole, hit = got["W1"]
+            assert not whole and len(text) == WINDOW_WIDTH and text[hit:].startswith(
+                "CAR-T cells" if words == "car-t" else "example.com")
             start = bodies[1].index(text)  # a piece of the body, from a word's start
-            assert bodies[1][start - 1] == " " and 0 < text.index("CAR-T") <= WINDOW_LEAD
-            assert got[ids["W3"]] == ("CAR-T at once.", short)  # all of it either way
-            assert got[ids["W2"]] == (bodies[2], True)  # no car-t, no example.com
-        [(_, text, whole)] = s.execute(sa.select(_pg_windows(["studi"], [ids["W2"]]))).all()
-        assert not whole and text.endswith("A study found it.")  # studi: study
+            assert bodies[1][start - 1] == " " and 0 < hit <= WINDOW_LEAD
+            assert got["W3"] == ("CAR-T at once.", short, 0)  # all of it either way
+            assert got["W2"] == (bodies[2], True, 0)  # no car-t, no example.com
+        text, whole, hit = windows("study", ["studi"], "W2")["W2"]
+        assert not whole and text[hit:] == "studio study found it."  # studi: studio, study
+        # a word that looked like a match and was not (studio, whose stem is studio) passed over
+        text, whole, hit = windows("study", ["studi"], "W2", lookalikes={"studio"})["W2"]
+        assert not whole and text[hit:] == "study found it."
     # a search's snippets come from those windows: the first match's, where the whole body's
     # ts_headline would pick the words around the most matches
     with session_scope(pg_url) as s:
         upsert_article(s, ArticleData(
             canonical_url="https://news.example/w4", url="https://news.example/w4", title="W4",
             body=f"Once tebentafusp. {filler}Then tebentafusp, tebentafusp and tebentafusp."))
+        # the first window's word only looked like a match: the next window, from the next
+        # such word that is not that one, not the whole body
+        upsert_article(s, ArticleData(
+            canonical_url="https://news.example/w5", url="https://news.example/w5", title="W5",
+            body=f"Once tebentafuspian. {filler}Then tebentafusp won. {filler}"
+                 "Tebentafusp, tebentafusp and tebentafusp."))
         hits = search_articles(s, parse_query("tebentafusp")).hits
         snippets = {h.article.title: h.snippet for h in hits}
     assert snippets["W4"].startswith("\ue000tebentafusp\ue001. Nothing to see"), snippets
+    assert snippets["W5"].startswith("\ue000tebentafusp\ue001 won."), snippets
