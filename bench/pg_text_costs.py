@@ -46,7 +46,8 @@ from db.session import get_engine, session_scope  # noqa: E402
 from webapp.cli import prepare_database  # noqa: E402
 
 BODIES = ROOT / "bench" / "data" / "news-bodies.json.gz"
-QUERIES = ("said", "people", "company", "study", "government", "police")
+QUERIES = ("said", "people", "company", "study", "government", "police", "united states",
+           "\"white house\"")
 PAGE = 20
 
 

@@ -245,10 +245,11 @@ def _pg_snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[i
     millisecond for a news article's body, so a body's snippet comes from a window of it that
     starts a few words before the first word beginning with one of the query's stems
     (_pg_windows). Where the window shows no match, that word only looked like one (policy for
-    police: polic), and the next window starts at a word that begins with a stem but is none
-    of those; after WINDOW_TRIES windows, or where no word begins with a stem, the snippet
-    comes from the whole body. The statements are built once: building one took longer than
-    PostgreSQL took to run it."""
+    police: polic), or where it shows some of the query's stems but not all (the first
+    "chief", the query "chief executive"), the next window starts at a word that begins with a
+    stem but is none of those words; after WINDOW_TRIES windows, or where no word begins with
+    a stem, the snippet comes from the whole body, whose best passage ts_headline finds. The
+    statements are built once: building one took longer than PostgreSQL took to run it."""
     words = " ".join(term.text for term in query.terms())
     lexemes, tsquery = session.execute(select(
         func.tsvector_to_array(func.to_tsvector(_PG_CONFIG, words)),
@@ -260,9 +261,9 @@ def _pg_snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[i
         lookalikes: set[str] = set()
         for _ in range(WINDOW_TRIES if column == "body" and stems else 0):
             rows = _pg_windows(session, tsquery, stems, among, lookalikes)
-            found += [(i, snippet) for i, snippet, *_ in rows if MARK_START in (snippet or "")]
+            found += [(i, snippet) for i, snippet, *_ in rows if _marks_all(snippet, stems)]
             missed = [(i, text[hit:]) for i, snippet, whole, text, hit in rows
-                      if not whole and MARK_START not in (snippet or "")]
+                      if not whole and not _marks_all(snippet, stems)]
             lookalikes.update(word.group().lower() for _, rest in missed
                               if (word := re.match(r"\w+", rest)))
             among = [i for i, _ in missed]
@@ -274,6 +275,14 @@ def _pg_snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[i
         return found
 
     return _body_or_summary(ids, snippets_of)
+
+
+def _marks_all(snippet: str | None, stems: list[str]) -> bool:
+    """Whether SNIPPET marks a word beginning with each of STEMS (as _pg_windows finds them)."""
+    marked = [word.lower() for word in re.findall(f"{MARK_START}(.*?){MARK_END}", snippet or "")]
+    return all(any(word.startswith(stem) or (stem.endswith("i") and word.startswith(stem[:-1])
+                                              and word[len(stem) - 1:len(stem)] == "y")
+                   for word in marked) for stem in stems)
 
 
 def _pg_stems(lexemes: list[str]) -> list[str]:

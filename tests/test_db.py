@@ -256,13 +256,20 @@ def test_snippet_of_a_long_body_shows_its_match_from_a_whole_word(db_url):
               # has no match; the next window is tried)
               "Lookalike": f"The tebentafuspian era. {_FILLER} {_FILLER} Later tebentafusp won.",
               # a stem whose last letter is not its word's (study: studi)
-              "Study": f"{_FILLER} A study found it."}
+              "Study": f"{_FILLER} A study found it.",
+              # one of the words first, both of them later
+              "Both": f"The chief said. {_FILLER} Then the chief executive resigned. {_FILLER}"}
     with session_scope(db_url) as s:
         for n, (title, body) in enumerate(bodies.items(), start=80):
             upsert_article(s, _article(n, title=title, body=body))
     snippets = {h.article.title: h.snippet for h in _search(db_url, "tebentafusp")[1].hits}
     snippets.update({h.article.title: h.snippet for h in _search(db_url, "study")[1].hits})
-    assert set(snippets) == {"Deep", "Lookalike", "Study"}
+    for words in ('"chief executive"', "chief executive"):
+        [both] = _search(db_url, words)[1].hits
+        assert "chief executive resigned" in both.snippet.replace("\ue000", "").replace(
+            "\ue001", ""), (words, both.snippet)
+    snippets["Both"] = both.snippet
+    assert set(snippets) == {"Deep", "Lookalike", "Study", "Both"}
     assert "\ue000tebentafusp\ue001 arm lived longer" in snippets["Deep"]
     assert "\ue000tebentafusp\ue001 won" in snippets["Lookalike"]
     assert "\ue000study\ue001 found it" in snippets["Study"]
