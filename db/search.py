@@ -244,31 +244,42 @@ def _pg_snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[i
     """As _snippets, by PostgreSQL's ts_headline. It parses all the text it is given, about a
     millisecond for a news article's body, so a body's snippet comes from a window of it that
     starts a few words before the first word beginning with one of the query's stems
-    (_pg_windows). Where the window shows no match, that word only looked like one (policy for
-    police: polic), or where it shows some of the query's stems but not all (the first
-    "chief", the query "chief executive"), the next window starts at a word that begins with a
-    stem but is none of those words; after WINDOW_TRIES windows, or where no word begins with
-    a stem, the snippet comes from the whole body, whose best passage ts_headline finds. The
-    statements are built once: building one took longer than PostgreSQL took to run it."""
+    (_pg_windows). A window that lacks some of the stems (ts_headline marks nothing where the
+    query is not met: "united" alone, for united states) is followed by one at the first word
+    of a stem it lacks; one that holds them all but marks nothing began at a word that only
+    looked like a match (policy for police: polic), and the next starts at a word that is none
+    of those. After WINDOW_TRIES windows, or where no word begins with a stem, the snippet
+    comes from the whole body, whose best passage ts_headline finds. The statements are built
+    once: building one took longer than PostgreSQL took to run it."""
     words = " ".join(term.text for term in query.terms())
     lexemes, tsquery = session.execute(select(
         func.tsvector_to_array(func.to_tsvector(_PG_CONFIG, words)),
         sa.cast(_pg_tsquery(query.groups), sa.Text))).one()
     stems = _pg_stems(lexemes)
+    finders = {stem: _stem_finder(stem) for stem in stems}
 
     def snippets_of(column: str, among: list[int]) -> list[tuple[int, str]]:
         found: list[tuple[int, str]] = []
-        lookalikes: set[str] = set()
-        for _ in range(WINDOW_TRIES if column == "body" and stems else 0):
-            rows = _pg_windows(session, tsquery, stems, among, lookalikes)
-            found += [(i, snippet) for i, snippet, *_ in rows if _marks_all(snippet, stems)]
-            missed = [(i, text[hit:]) for i, snippet, whole, text, hit in rows
-                      if not whole and not _marks_all(snippet, stems)]
-            lookalikes.update(word.group().lower() for _, rest in missed
-                              if (word := re.match(r"\w+", rest)))
-            among = [i for i, _ in missed]
-            if not among:
-                break
+        if column == "body" and stems:
+            # what each body's next window starts at: a word beginning with one of these
+            # stems, and none of these words
+            wanted: dict[int, tuple[list[str], set[str]]] = {i: (stems, set()) for i in among}
+            for _ in range(WINDOW_TRIES):
+                again = {}
+                for i, snippet, whole, text, hit in _pg_windows(session, tsquery, wanted):
+                    lacking = [stem for stem in stems if not finders[stem].search(text)]
+                    if MARK_START in (snippet or "") and (whole or not lacking):
+                        found.append((i, snippet))
+                    elif whole:
+                        continue  # no match in the whole body: the summary's turn
+                    elif lacking:
+                        again[i] = (lacking, wanted[i][1])
+                    elif word := re.match(r"\w+", text[hit:]):
+                        again[i] = (wanted[i][0], wanted[i][1] | {word.group().lower()})
+                wanted = again
+                if not wanted:
+                    break
+            among = list(wanted)
         if among:
             found += session.execute(_PG_HEADLINES[column],
                                      {"tsquery": tsquery, "ids": among}).all()
@@ -277,12 +288,14 @@ def _pg_snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[i
     return _body_or_summary(ids, snippets_of)
 
 
-def _marks_all(snippet: str | None, stems: list[str]) -> bool:
-    """Whether SNIPPET marks a word beginning with each of STEMS (as _pg_windows finds them)."""
-    marked = [word.lower() for word in re.findall(f"{MARK_START}(.*?){MARK_END}", snippet or "")]
-    return all(any(word.startswith(stem) or (stem.endswith("i") and word.startswith(stem[:-1])
-                                              and word[len(stem) - 1:len(stem)] == "y")
-                   for word in marked) for stem in stems)
+def _stem_finder(stem: str) -> re.Pattern[str]:
+    """A word beginning with STEM, as _pg_windows looks for one (a final i also matches y)."""
+    return re.compile(r"(?<!\w)" + _stem_pattern(stem), re.IGNORECASE)
+
+
+def _stem_pattern(stem: str) -> str:
+    # a final y is made i (therapy: therapi), as it stays in therapies
+    return re.escape(stem[:-1]) + "[iy]" if stem.endswith("i") else re.escape(stem)
 
 
 def _pg_stems(lexemes: list[str]) -> list[str]:
@@ -308,16 +321,19 @@ def _pg_headline(text: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
 
 
 def _pg_windows_statement() -> sa.Select:
-    """(id, snippet, whole, text, hit) of the articles given as "ids": the window of each body
-    for its snippet (text) and where in it (from 0) the first word matching the regular
-    expression "pattern" starts; or the whole body (whole true) where no word matches."""
+    """(id, snippet, whole, text, hit) of the articles given as the array "ids": the window of
+    each body for its snippet (text) and where in it (from 0) the first word matching its
+    regular expression (in the array "patterns", in the same order) starts; or the whole body
+    (whole true) where no word matches."""
     # each step a subquery with OFFSET 0, which PostgreSQL does not merge into the next: the
     # next reads its values several times, and merged it would compute them (read the body)
     # each time
-    ids = sa.bindparam("ids", expanding=True)
+    given = func.unnest(sa.bindparam("ids", type_=ARRAY(sa.Integer)),
+                        sa.bindparam("patterns", type_=ARRAY(sa.Text))
+                        ).table_valued("id", "pattern").render_derived(name="given")
     hits = select(Article.id, Article.body.label("text"), func.regexp_instr(
-        Article.body, sa.bindparam("pattern", type_=sa.Text), 1, 1, 0, "i").label("hit")
-    ).where(Article.id.in_(ids)).offset(0).subquery()
+        Article.body, given.c.pattern, 1, 1, 0, "i").label("hit")
+    ).join(given, given.c.id == Article.id).offset(0).subquery()
     lead = hits.c.hit - WINDOW_LEAD
     space = func.regexp_instr(func.substr(hits.c.text, lead, WINDOW_LEAD), r"\s", 1, 1, 1)
     start = sa.case((hits.c.hit <= WINDOW_LEAD, 1),  # else from a space, or from the hit
@@ -340,19 +356,20 @@ _PG_HEADLINES = {column: select(Article.id, _pg_headline(getattr(Article, column
                  for column in ("body", "summary")}
 
 
-def _pg_windows(session: Session, tsquery: str, stems: list[str], ids: list[int],
-                lookalikes: Iterable[str] = ()) -> list[sa.Row]:
-    """(id, snippet, whole, text, hit) of each of IDS (see _pg_windows_statement): the window
-    starts at the first word that begins with one of STEMS (_pg_stems) and is none of
-    LOOKALIKES. A stem begins most words it comes from (English stems drop endings), so that
-    word is where the first match usually is."""
-    # a final y is made i (therapy: therapi), as it stays in therapies
-    skip = "|".join(map(re.escape, sorted(lookalikes)))
-    pattern = (r"\m" + (rf"(?!(?:{skip})\M)" if skip else "") + "("
-               + "|".join(re.escape(stem[:-1]) + "[iy]" if stem.endswith("i")
-                          else re.escape(stem) for stem in stems) + ")")
-    return list(session.execute(_PG_WINDOWS,
-                                {"tsquery": tsquery, "pattern": pattern, "ids": ids}).all())
+def _pg_windows(session: Session, tsquery: str, wanted: dict[int, tuple[list[str], set[str]]]
+                ) -> list[sa.Row]:
+    """(id, snippet, whole, text, hit) of each article of WANTED (see _pg_windows_statement),
+    whose window starts at the first word that begins with one of its stems (_pg_stems) and
+    is none of its words. A stem begins most words it comes from (English stems drop
+    endings), so that word is where the first match usually is."""
+    def pattern(stems: list[str], skip: set[str]) -> str:
+        passed_over = "|".join(map(re.escape, sorted(skip)))
+        return (r"\m" + (rf"(?!(?:{passed_over})\M)" if skip else "")
+                + "(" + "|".join(map(_stem_pattern, stems)) + ")")
+
+    return list(session.execute(_PG_WINDOWS, {
+        "tsquery": tsquery, "ids": list(wanted),
+        "patterns": [pattern(stems, skip) for stems, skip in wanted.values()]}).all())
 
 
 def _body_or_summary(ids: list[int], snippets_of: Callable[[str, list[int]], Iterable]

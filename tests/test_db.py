@@ -258,7 +258,11 @@ def test_snippet_of_a_long_body_shows_its_match_from_a_whole_word(db_url):
               # a stem whose last letter is not its word's (study: studi)
               "Study": f"{_FILLER} A study found it.",
               # one of the words first, both of them later
-              "Both": f"The chief said. {_FILLER} Then the chief executive resigned. {_FILLER}"}
+              "Both": f"The chief said. {_FILLER} Then the chief executive resigned. {_FILLER}",
+              # two words apart, the second in several forms before they come together
+              "United": f"The state said. {_FILLER} It stated this. {_FILLER} A statement. "
+                        f"{_FILLER} The United States agreed. {_FILLER} United States, united "
+                        "states, the United States."}
     with session_scope(db_url) as s:
         for n, (title, body) in enumerate(bodies.items(), start=80):
             upsert_article(s, _article(n, title=title, body=body))
@@ -269,7 +273,10 @@ def test_snippet_of_a_long_body_shows_its_match_from_a_whole_word(db_url):
         assert "chief executive resigned" in both.snippet.replace("\ue000", "").replace(
             "\ue001", ""), (words, both.snippet)
     snippets["Both"] = both.snippet
-    assert set(snippets) == {"Deep", "Lookalike", "Study", "Both"}
+    [united] = _search(db_url, "united states")[1].hits
+    assert "\ue000States\ue001" in united.snippet, united.snippet
+    snippets["United"] = united.snippet
+    assert snippets.keys() == bodies.keys()
     assert "\ue000tebentafusp\ue001 arm lived longer" in snippets["Deep"]
     assert "\ue000tebentafusp\ue001 won" in snippets["Lookalike"]
     assert "\ue000study\ue001 found it" in snippets["Study"]

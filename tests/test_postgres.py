@@ -205,7 +205,7 @@ def test_a_snippet_is_made_from_a_window_of_a_long_body(pg_url):
             """{title: (text, whole, hit)} of the windows for the search WORDS"""
             tsquery = s.scalar(sa.text("SELECT phraseto_tsquery('english', :w)::text"),
                                {"w": words})
-            found = _pg_windows(s, tsquery, stems, [ids[t] for t in among], lookalikes)
+            found = _pg_windows(s, tsquery, {ids[t]: (stems, set(lookalikes)) for t in among})
             titles = {i: t for t, i in ids.items()}
             return {titles[i]: (text, whole, hit) for i, _, whole, text, hit in found}
 
@@ -237,7 +237,24 @@ def test_a_snippet_is_made_from_a_window_of_a_long_body(pg_url):
             canonical_url="https://news.example/w5", url="https://news.example/w5", title="W5",
             body=f"Once tebentafuspian. {filler}Then tebentafusp won. {filler}"
                  "Tebentafusp, tebentafusp and tebentafusp."))
+        # two words apart: ts_headline marks nothing in a window with one of them, and the
+        # next window starts at the first word of the other
+        upsert_article(s, ArticleData(
+            canonical_url="https://news.example/w6", url="https://news.example/w6",
+            title="W6", body=f"The state said. {filler}It stated this. {filler}A statement. "
+                             f"{filler}The United States agreed. {filler}United States, "
+                             "united states, the United States."))
+        # one word in the title only: no passage of the body meets the query, and
+        # ts_headline marks nothing, so the page shows the summary
+        upsert_article(s, ArticleData(
+            canonical_url="https://news.example/w7", url="https://news.example/w7",
+            title="W7 tebentafusp", body=f"{filler}The uveal melanoma trial ended."))
         hits = search_articles(s, parse_query("tebentafusp")).hits
         snippets = {h.article.title: h.snippet for h in hits}
+        for words in ("united states", "tebentafusp melanoma"):
+            snippets.update((h.article.title, h.snippet)
+                            for h in search_articles(s, parse_query(words)).hits)
     assert snippets["W4"].startswith("\ue000tebentafusp\ue001. Nothing to see"), snippets
     assert snippets["W5"].startswith("\ue000tebentafusp\ue001 won."), snippets
+    assert "\ue000United\ue001 \ue000States\ue001 agreed." in snippets["W6"], snippets
+    assert snippets["W7 tebentafusp"] is None
