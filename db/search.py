@@ -274,8 +274,10 @@ def _pg_snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[i
                         continue  # no match in the whole body: the summary's turn
                     elif lacking:
                         again[i] = (lacking, wanted[i][1])
-                    elif word := re.match(r"\w+", text[hit:]):
-                        again[i] = (wanted[i][0], wanted[i][1] | {word.group().lower()})
+                    else:  # every stem there, no match: a word only looked like one
+                        word = re.match(r"\w+", text[hit:])
+                        again[i] = (wanted[i][0],
+                                    wanted[i][1] | ({word.group().lower()} if word else set()))
                 wanted = again
                 if not wanted:
                     break
