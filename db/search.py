@@ -267,11 +267,14 @@ def _pg_snippets(session: Session, query: ParsedQuery, ids: list[int]) -> dict[i
             for _ in range(WINDOW_TRIES):
                 again = {}
                 for i, snippet, whole, text, hit in _pg_windows(session, tsquery, wanted):
+                    marked = MARK_START in (snippet or "")
+                    if whole:  # no stem word left: the whole body's snippet, or the summary's
+                        if marked:
+                            found.append((i, snippet))
+                        continue
                     lacking = [stem for stem in stems if not finders[stem].search(text)]
-                    if MARK_START in (snippet or "") and (whole or not lacking):
+                    if marked and not lacking:
                         found.append((i, snippet))
-                    elif whole:
-                        continue  # no match in the whole body: the summary's turn
                     elif lacking:
                         again[i] = (lacking, wanted[i][1])
                     else:  # every stem there, no match: a word only looked like one
